@@ -1,0 +1,234 @@
+"""The `tradeloop` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tradeloop import migrate
+from tradeloop.db import Database
+from tradeloop.settings import Settings, get_settings
+
+app = typer.Typer(help="tradeloop: strategies, backtests, live signals and LLM analysis.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Background tasks and schedules.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(tasks_app, name="tasks")
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _database(settings: Settings) -> Database:
+    return Database.from_url(settings.effective_database_url,
+                             connect_timeout_s=settings.db_connect_timeout_s)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def prepare_database(settings: Settings, db: Database) -> None:
+    """Migrate the embedded database; refuse to run on an outdated explicit one."""
+    if settings.is_embedded_database:
+        migrate.upgrade(settings.effective_database_url)
+        return
+    if not migrate.is_up_to_date(db.engine):
+        current = migrate.current_revision(db.engine) or "empty"
+        raise _fail(f"the database schema is at {current}, not {migrate.head_revision()}. "
+                    "Run `tradeloop db upgrade` first (after a backup), then start again.")
+
+
+def announce_first_start(settings: Settings, db: Database) -> None:
+    """Create the first admin if none exists and print its credentials once."""
+    from tradeloop.accounts import service as accounts
+
+    with db.unit_of_work() as session:
+        created = accounts.ensure_admin(session=session)
+    if created:
+        email, password = created
+        console.print("[bold green]Created the first admin account[/] (shown only once):")
+        console.print(f"  email:    {email}\n  password: {password}")
+    console.print(f"Default webhook secret (WEBHOOK_SECRET): {settings.secret('WEBHOOK_SECRET')}")
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000,
+          workers: Annotated[int, typer.Option(min=1)] = 1) -> None:
+    """Start the web server (and, without Celery, the in-process task runner and scheduler)."""
+    import uvicorn
+
+    from tradeloop.app import create_app
+    from tradeloop.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if workers > 1 and not settings.uses_celery:
+        raise _fail("--workers > 1 needs CELERY_BROKER_URL: the in-process scheduler must run "
+                    "in exactly one process")
+    db = _database(settings)
+    try:
+        prepare_database(settings, db)
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        raise _fail(f"cannot reach the database: {exc}") from exc
+    announce_first_start(settings, db)
+    console.print(f"tradeloop on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    if workers > 1:
+        uvicorn.run("tradeloop.app:create_app", factory=True, host=host, port=port,
+                    workers=workers, proxy_headers=True, log_config=None)
+        return
+    uvicorn.run(create_app(settings, db, run_background=True), host=host, port=port,
+                proxy_headers=True, log_config=None)
+
+
+@app.command()
+def worker(concurrency: Annotated[int, typer.Option(min=1)] = 2,
+           pool: str = "prefork", loglevel: str = "INFO") -> None:
+    """Run a Celery worker for the declared tasks (needs CELERY_BROKER_URL)."""
+    from tradeloop.worker import celery_app, settings
+
+    celery_app.worker_main(["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}",
+                            f"--pool={pool}", "-Q", settings.celery_queue])
+
+
+@app.command()
+def beat(loglevel: str = "INFO") -> None:
+    """Run Celery beat, which fires the declared schedules (needs CELERY_BROKER_URL)."""
+    from tradeloop.worker import celery_app, settings
+
+    schedule_file = settings.tradeloop_data_dir / "celerybeat-schedule"
+    celery_app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule_file}"])
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    migrate.upgrade(get_settings().effective_database_url, revision)
+    console.print(f"database upgraded to {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (`base` empties the schema)."""
+    migrate.downgrade(get_settings().effective_database_url, revision)
+    console.print(f"database downgraded to {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's revision and whether it is the latest."""
+    db = _database(get_settings())
+    current, head = migrate.current_revision(db.engine), migrate.head_revision()
+    state = "up to date" if current == head else f"outdated, head is {head}"
+    console.print(f"{current or 'empty'} ({state})")
+
+
+@db_app.command("history")
+def db_history() -> None:
+    """List every migration, oldest first."""
+    for line in migrate.history(get_settings().effective_database_url):
+        console.print(line)
+
+
+@user_app.command("create")
+def user_create(email: Annotated[str, typer.Option(prompt=True)],
+                password: Annotated[str, typer.Option(prompt=True, hide_input=True,
+                                                      confirmation_prompt=True)],
+                admin: bool = False) -> None:
+    """Create a user account (confirmed), optionally an admin."""
+    from tradeloop.accounts import service as accounts
+    from tradeloop.db import utcnow
+    from tradeloop.errors import AppError
+
+    db = _database(get_settings())
+    try:
+        with db.unit_of_work() as session:
+            user = accounts.create_user(session=session, email=email, password=password,
+                                        is_admin=admin)
+            user.confirmed_at = utcnow()
+    except AppError as exc:
+        raise _fail(_describe(exc)) from exc
+    console.print(f"created {'admin' if admin else 'user'} {user.email} ({user.id})")
+
+
+def _describe(exc: Any) -> str:
+    fields = exc.details.get("fields") if exc.details else None
+    if fields:
+        return "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return str(exc.message)
+
+
+@tasks_app.command("list")
+def tasks_list() -> None:
+    """Show declared tasks and their periodic schedules (cron, UTC) with the next run."""
+    from tradeloop import domains
+    from tradeloop.tasks import load_task_modules, registered_schedules, registered_tasks
+
+    load_task_modules(domains.TASK_MODULES)
+    tasks_table = Table("task", "description", title="Tasks")
+    for spec in registered_tasks().values():
+        tasks_table.add_row(spec.name, spec.description)
+    schedules_table = Table("schedule", "task", "cron (UTC)", "next run", title="Schedules")
+    for schedule in registered_schedules().values():
+        schedules_table.add_row(schedule.name, schedule.task_name, schedule.cron,
+                                schedule.next_run().isoformat())
+    console.print(tasks_table, schedules_table)
+
+
+def parse_task_arguments(values: list[str]) -> tuple[list[Any], dict[str, Any]]:
+    """`a b key=value` → positional and keyword arguments; JSON values are decoded."""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if sep and key.isidentifier():
+            kwargs[key] = _decode(raw)
+        else:
+            args.append(_decode(value))
+    return args, kwargs
+
+
+def _decode(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+@tasks_app.command("run")
+def tasks_run(name: str, arguments: Annotated[list[str] | None, typer.Argument()] = None) -> None:
+    """Run one task now in this process and print its result."""
+    from tradeloop import domains
+    from tradeloop.logs import configure_logging
+    from tradeloop.tasks import load_task_modules, run_task
+
+    settings = get_settings()
+    configure_logging(settings.log_level, "console")
+    load_task_modules(domains.TASK_MODULES)
+    args, kwargs = parse_task_arguments(arguments or [])
+    try:
+        result = run_task(_database(settings), name, *args, **kwargs)
+    except KeyError as exc:
+        raise _fail(str(exc.args[0])) from exc
+    except TypeError as exc:
+        raise _fail(f"bad arguments for {name}: {exc}") from exc
+    console.print_json(json.dumps(result, default=str))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="tradeloop")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

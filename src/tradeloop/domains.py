@@ -1,0 +1,25 @@
+"""The composition root: which domains exist, their routers, task modules and models."""
+
+from __future__ import annotations
+
+import importlib
+
+from fastapi import APIRouter
+
+ROUTER_MODULES = (
+    "tradeloop.health",
+    "tradeloop.accounts.api",
+    "tradeloop.web.api",
+)
+TASK_MODULES = ("tradeloop.accounts.tasks",)
+MODEL_MODULES = ("tradeloop.accounts.models",)
+
+
+def routers() -> list[APIRouter]:
+    return [importlib.import_module(name).router for name in ROUTER_MODULES]
+
+
+def load_models() -> None:
+    """Import every model module so `Base.metadata` knows all tables (for Alembic)."""
+    for name in MODEL_MODULES:
+        importlib.import_module(name)

@@ -1,0 +1,129 @@
+"""Health checks: a registry that domains add components to, and the /health endpoints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from tradeloop.db import Database
+from tradeloop.errors import NotFoundError
+
+log = structlog.get_logger(__name__)
+
+Status = Literal["healthy", "degraded", "unhealthy"]
+
+
+@dataclass
+class ComponentHealth:
+    status: Status
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        # Degraded still serves requests (seed 004's degraded mode), so it counts as healthy.
+        return self.status != "unhealthy"
+
+    def as_dict(self, latency_ms: float) -> dict[str, Any]:
+        return {"healthy": self.healthy, "status": self.status, "message": self.message,
+                "latency_ms": latency_ms, **self.details}
+
+
+HealthCheck = Callable[[Database], ComponentHealth]
+_CHECKS: dict[str, HealthCheck] = {}
+# Checks run off the request thread so that a stuck dependency cannot hang /health.
+_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health")
+
+
+def register_health_check(name: str, check: HealthCheck) -> None:
+    """Add a component to /health and expose it as /health/{name}."""
+    _CHECKS[name] = check
+
+
+def check_database(db: Database) -> ComponentHealth:
+    db.ping()
+    return ComponentHealth("healthy", "Database reachable",
+                           {"backend": db.engine.dialect.name})
+
+
+register_health_check("database", check_database)
+
+
+def _run_check(name: str, check: HealthCheck, db: Database, timeout_s: float) -> dict[str, Any]:
+    started = time.perf_counter()
+    future = _executor.submit(check, db)
+    try:
+        result = future.result(timeout=timeout_s)
+    except FutureTimeout:
+        result = ComponentHealth("unhealthy", f"{name} check timed out after {timeout_s:g}s")
+    except Exception as exc:
+        log.warning("health_check_failed", component=name, error=str(exc)[:500])
+        result = ComponentHealth("unhealthy", f"{name} unavailable: {type(exc).__name__}",
+                                 {"error": str(exc).splitlines()[0][:300] if str(exc) else ""})
+    return result.as_dict(round((time.perf_counter() - started) * 1000, 1))
+
+
+def check_components(db: Database, timeout_s: float,
+                     names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Run the named checks (all by default) concurrently, each bounded by `timeout_s`."""
+    selected = {name: _CHECKS[name] for name in (names or list(_CHECKS))}
+    started = {name: _executor.submit(_run_check, name, check, db, timeout_s)
+               for name, check in selected.items()}
+    return {name: future.result() for name, future in started.items()}
+
+
+def summarize(components: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Seed 004's shape: healthy, status, message, timestamp, components."""
+    statuses = {c["status"] for c in components.values()}
+    if "unhealthy" in statuses:
+        status: Status = "unhealthy"
+        failing = sorted(name for name, c in components.items() if c["status"] == "unhealthy")
+        message = f"Unhealthy components: {', '.join(failing)}"
+    elif "degraded" in statuses:
+        status = "degraded"
+        degraded = sorted(name for name, c in components.items() if c["status"] == "degraded")
+        message = f"Degraded mode: {', '.join(degraded)}"
+    else:
+        status, message = "healthy", "All systems operational"
+    return {"healthy": status != "unhealthy", "status": status, "message": message,
+            "timestamp": datetime.now(UTC).isoformat(), "components": components}
+
+
+router = APIRouter(tags=["health"])
+
+
+def _health_response(request: Request, names: list[str] | None) -> JSONResponse:
+    db: Database = request.app.state.db
+    timeout_s: float = request.app.state.settings.health_check_timeout_s
+    body = summarize(check_components(db, timeout_s, names))
+    return JSONResponse(body, status_code=200 if body["healthy"] else 503)
+
+
+@router.get("/api/health")
+def api_health() -> dict[str, str]:
+    """Liveness: the process answers (seed 000's check)."""
+    return {"status": "healthy"}
+
+
+@router.get("/health")
+def health(request: Request) -> JSONResponse:
+    """Readiness of every registered component; 503 when any is unhealthy."""
+    return _health_response(request, None)
+
+
+@router.get("/health/{component}")
+def component_health(component: str, request: Request) -> JSONResponse:
+    """Readiness of one component (database, context, gex, …)."""
+    if component not in _CHECKS:
+        raise NotFoundError(f"No health component {component!r}",
+                            details={"components": sorted(_CHECKS)})
+    return _health_response(request, [component])

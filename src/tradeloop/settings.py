@@ -1,0 +1,123 @@
+"""One settings object for the whole system, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, computed_field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GENERATED_SECRET_NAMES = ("SECRET_KEY", "WEBHOOK_SECRET")
+
+
+class Settings(BaseSettings):
+    """Every variable of SPEC §1, plus the few operational knobs the foundation needs."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    tradeloop_data_dir: Path = Path(".tradeloop")
+    database_url: str | None = None
+    secret_key: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    celery_broker_url: str | None = None
+    celery_result_backend: str | None = None
+    llm_provider: Literal["local", "openai", "anthropic"] = "local"
+    openai_api_key: SecretStr | None = None
+    openai_api_base: str | None = None
+    anthropic_api_key: SecretStr | None = None
+    disable_prompt_logging: bool = False
+    max_concurrent_backtests: int = Field(default=5, ge=1)
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    mailer_from_email: str = "noreply@tradeloop.local"
+    mailer_from_name: str = "tradeloop"
+    allow_registration: bool = True
+    market_hours_enforced: bool = True
+
+    # Operational knobs beyond SPEC §1.
+    public_url: str = "http://127.0.0.1:8000"
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    auth_rate_limit: str = "10/minute"
+    rate_limit_storage_url: str = "memory://"
+    celery_queue: str = "tradeloop"
+    task_pool_size: int = Field(default=4, ge=1, le=64)
+    db_connect_timeout_s: float = Field(default=2.0, gt=0)
+    health_check_timeout_s: float = Field(default=1.5, gt=0)
+
+    @model_validator(mode="after")
+    def _resolve_data_dir(self) -> Settings:
+        self.tradeloop_data_dir = self.tradeloop_data_dir.expanduser().resolve()
+        return self
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def effective_database_url(self) -> str:
+        """The configured URL, else SQLite inside the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.tradeloop_data_dir / 'tradeloop.db'}"
+
+    @property
+    def is_embedded_database(self) -> bool:
+        """True when running on the default SQLite file (no explicit DATABASE_URL)."""
+        return self.database_url is None
+
+    @property
+    def uses_celery(self) -> bool:
+        return bool(self.celery_broker_url)
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.tradeloop_data_dir / "outbox"
+
+    def secret(self, name: str) -> str:
+        """The value of a generated secret (`SECRET_KEY`, `WEBHOOK_SECRET`)."""
+        value: SecretStr | None = getattr(self, name.lower())
+        if value is None:
+            raise RuntimeError(f"{name} is not loaded; call ensure_generated_secrets() first")
+        return value.get_secret_value()
+
+
+def ensure_generated_secrets(settings: Settings) -> list[str]:
+    """Fill unset secrets from the data dir, generating and storing them (0600) on first start.
+
+    Returns the names of the secrets generated now, so callers can announce them once.
+    """
+    generated: list[str] = []
+    secrets_dir = settings.tradeloop_data_dir / "secrets"
+    for name in GENERATED_SECRET_NAMES:
+        if getattr(settings, name.lower()) is not None:
+            continue
+        path = secrets_dir / name.lower()
+        if not path.exists():
+            secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _write_private_file(path, secrets.token_urlsafe(48))
+            generated.append(name)
+        setattr(settings, name.lower(), SecretStr(path.read_text().strip()))
+    return generated
+
+
+def _write_private_file(path: Path, content: str) -> None:
+    # O_EXCL: two processes starting at once must not overwrite each other's secret.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, with generated secrets loaded."""
+    settings = Settings()
+    settings.tradeloop_data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_generated_secrets(settings)
+    return settings

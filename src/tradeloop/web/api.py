@@ -1,0 +1,264 @@
+"""Server-rendered pages: sign-up, log-in, log-out, password reset, settings, home."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from tradeloop.accounts import service
+from tradeloop.accounts.dependencies import SESSION_COOKIE, Authenticated, optional_auth
+from tradeloop.accounts.models import TokenContext
+from tradeloop.deps import SessionDep, SettingsDep, client_address
+from tradeloop.errors import AppError, FieldValidationError, UnauthorizedError
+from tradeloop.mail import mail_after_commit
+from tradeloop.settings import Settings
+from tradeloop.web.csrf import CSRF_FIELD, csrf_token, is_valid_csrf, set_csrf_cookie
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+router = APIRouter(include_in_schema=False)
+
+OptionalAuth = Annotated[Authenticated | None, Depends(optional_auth)]
+RESET_SENT = ("If an account exists for that email, a reset link is on its way. "
+              "Check your inbox (or the server's outbox when no mail server is set up).")
+
+
+def _is_https(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def render(request: Request, template: str, settings: Settings, *, status_code: int = 200,
+           auth: Authenticated | None = None, **context: Any) -> HTMLResponse:
+    """Render a page with a CSRF token for its forms (and the cookie that backs it)."""
+    token = csrf_token(request, settings.secret("SECRET_KEY"))
+    response = TEMPLATES.TemplateResponse(
+        request, template,
+        {"csrf_field": CSRF_FIELD, "csrf_token": token, "current_user": auth.user if auth else None,
+         "allow_registration": settings.allow_registration, **context},
+        status_code=status_code,
+    )
+    set_csrf_cookie(response, token, secure=_is_https(request))
+    return response
+
+
+async def read_form(request: Request, settings: Settings) -> dict[str, str]:
+    """The submitted form, after checking its CSRF token (AppError 403 otherwise)."""
+    form = await request.form()
+    values = {key: str(value) for key, value in form.items() if isinstance(value, str)}
+    if not is_valid_csrf(request, values.get(CSRF_FIELD), settings.secret("SECRET_KEY")):
+        raise AppError("The form expired or was not sent from this site; reload and retry",
+                       code="csrf_failed")
+    return values
+
+
+def _limit_form_attempts(request: Request, settings: Settings) -> None:
+    request.app.state.rate_limiter.hit(settings.auth_rate_limit, "auth", request.url.path,
+                                       client_address(request))
+
+
+def _start_session(request: Request, session: Session, user_id: uuid.UUID,
+                   target: str = "/") -> RedirectResponse:
+    user = service.get_user(session=session, user_id=user_id)
+    assert user is not None
+    raw = service.issue_token(session=session, user=user, context=TokenContext.SESSION)
+    response = RedirectResponse(target, status_code=303)
+    lifetime = service.TokenLifetimes().session
+    response.set_cookie(SESSION_COOKIE, raw, httponly=True, samesite="lax",
+                        secure=_is_https(request), max_age=int(lifetime.total_seconds()),
+                        path="/")
+    return response
+
+
+def _field_errors(exc: AppError) -> dict[str, str]:
+    if isinstance(exc, FieldValidationError):
+        return {f["field"]: f["message"] for f in exc.details["fields"]}
+    return {"form": exc.message}
+
+
+@router.get("/")
+def home(request: Request, settings: SettingsDep, auth: OptionalAuth) -> Response:
+    if auth is None:
+        return RedirectResponse("/users/log_in", status_code=303)
+    return render(request, "home.html", settings, auth=auth)
+
+
+@router.get("/users/register")
+def register_form(request: Request, settings: SettingsDep, auth: OptionalAuth) -> Response:
+    return render(request, "register.html", settings, auth=auth, email="", errors={})
+
+
+@router.post("/users/register")
+async def register_submit(request: Request, session: SessionDep,
+                          settings: SettingsDep) -> Response:
+    email = ""
+    try:
+        form = await read_form(request, settings)
+        _limit_form_attempts(request, settings)
+        if not settings.allow_registration:
+            raise AppError("Registration is disabled on this server")
+        email = form.get("user[email]", "").strip()
+        if "@" not in email or len(email) > 320:
+            raise FieldValidationError([{"field": "email", "message": "Enter a valid email",
+                                         "type": "email"}])
+        service.register_user(session=session, email=email, password=form.get("user[password]", ""),
+                              confirm_url=f"{settings.public_url}/users/confirm/",
+                              send_mail=mail_after_commit(session, settings))
+    except AppError as exc:
+        return render(request, "register.html", settings, status_code=_form_status(exc),
+                      email=email, errors=_field_errors(exc))
+    return render(request, "message.html", settings, title="Check your inbox",
+                  message="If this email can be registered, a confirmation mail is on its way. "
+                          "You can log in now.")
+
+
+def _form_status(exc: AppError) -> int:
+    return exc.status_code
+
+
+@router.get("/users/log_in")
+def log_in_form(request: Request, settings: SettingsDep, auth: OptionalAuth) -> Response:
+    return render(request, "log_in.html", settings, auth=auth, email="", errors={})
+
+
+@router.post("/users/log_in")
+async def log_in_submit(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    email = ""
+    try:
+        form = await read_form(request, settings)
+        _limit_form_attempts(request, settings)
+        email = form.get("user[email]", "")
+        user = service.authenticate(session=session, email=email,
+                                    password=form.get("user[password]", ""))
+    except UnauthorizedError as exc:
+        return render(request, "log_in.html", settings, status_code=401, email=email,
+                      errors={"form": exc.message})
+    except AppError as exc:
+        return render(request, "log_in.html", settings, status_code=_form_status(exc),
+                      email=email, errors=_field_errors(exc))
+    return _start_session(request, session, user.id)
+
+
+@router.get("/users/log_out")
+def log_out_form(request: Request, settings: SettingsDep, auth: OptionalAuth) -> Response:
+    return render(request, "log_out.html", settings, auth=auth)
+
+
+@router.post("/users/log_out")
+async def log_out_submit(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    await read_form(request, settings)
+    raw = request.cookies.get(SESSION_COOKIE)
+    if raw:
+        service.delete_session_token(session=session, raw_token=raw)
+    response = RedirectResponse("/users/log_in", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/users/reset_password")
+def reset_request_form(request: Request, settings: SettingsDep, auth: OptionalAuth) -> Response:
+    return render(request, "reset_request.html", settings, auth=auth, errors={})
+
+
+@router.post("/users/reset_password")
+async def reset_request_submit(request: Request, session: SessionDep,
+                               settings: SettingsDep) -> Response:
+    try:
+        form = await read_form(request, settings)
+        _limit_form_attempts(request, settings)
+    except AppError as exc:
+        return render(request, "reset_request.html", settings, status_code=_form_status(exc),
+                      errors=_field_errors(exc))
+    service.request_password_reset(session=session, email=form.get("user[email]", ""),
+                                   reset_url=f"{settings.public_url}/users/reset_password/",
+                                   send_mail=mail_after_commit(session, settings))
+    return render(request, "message.html", settings, title="Reset link sent", message=RESET_SENT)
+
+
+@router.get("/users/reset_password/{token}")
+def reset_form(token: str, request: Request, settings: SettingsDep) -> Response:
+    return render(request, "reset_password.html", settings, token=token, errors={})
+
+
+@router.post("/users/reset_password/{token}")
+async def reset_submit(token: str, request: Request, session: SessionDep,
+                       settings: SettingsDep) -> Response:
+    try:
+        form = await read_form(request, settings)
+        service.reset_password(session=session, raw_token=token,
+                               new_password=form.get("user[password]", ""))
+    except AppError as exc:
+        return render(request, "reset_password.html", settings, token=token,
+                      status_code=_form_status(exc), errors=_field_errors(exc))
+    return render(request, "message.html", settings, title="Password changed",
+                  message="Your password was changed and every session signed out. "
+                          "Log in with the new password.")
+
+
+@router.get("/users/confirm/{token}")
+def confirm(token: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    user = service.confirm_user(session=session, raw_token=token)
+    if user is None:
+        return render(request, "message.html", settings, status_code=404, title="Link expired",
+                      message="This confirmation link is invalid or has expired.")
+    return render(request, "message.html", settings, title="Account confirmed",
+                  message=f"{user.email} is confirmed.")
+
+
+@router.get("/users/settings")
+def settings_page(request: Request, session: SessionDep, settings: SettingsDep,
+                  auth: OptionalAuth) -> Response:
+    if auth is None:
+        return RedirectResponse("/users/log_in", status_code=303)
+    return _settings_page(request, session, settings, auth)
+
+
+def _settings_page(request: Request, session: Session, settings: Settings, auth: Authenticated,
+                   *, status_code: int = 200, **context: Any) -> HTMLResponse:
+    tokens = service.list_tokens(session=session, user=auth.user)
+    return render(request, "settings.html", settings, auth=auth, tokens=tokens,
+                  current_token_id=auth.token.id, status_code=status_code,
+                  errors=context.pop("errors", {}), **context)
+
+
+@router.post("/users/settings/password")
+async def change_password(request: Request, session: SessionDep, settings: SettingsDep,
+                          auth: OptionalAuth) -> Response:
+    if auth is None:
+        return RedirectResponse("/users/log_in", status_code=303)
+    try:
+        form = await read_form(request, settings)
+        service.change_password(session=session, user=auth.user,
+                                current_password=form.get("current_password", ""),
+                                new_password=form.get("user[password]", ""),
+                                keep_token_id=auth.token.id)
+    except AppError as exc:
+        return _settings_page(request, session, settings, auth, status_code=_form_status(exc),
+                              errors=_field_errors(exc))
+    return _settings_page(request, session, settings, auth, notice="Password changed.")
+
+
+@router.post("/users/settings/tokens")
+async def create_api_token(request: Request, session: SessionDep, settings: SettingsDep,
+                           auth: OptionalAuth) -> Response:
+    if auth is None:
+        return RedirectResponse("/users/log_in", status_code=303)
+    form = await read_form(request, settings)
+    name = form.get("name", "").strip()[:100] or None
+    raw = service.issue_token(session=session, user=auth.user, context=TokenContext.API,
+                              name=name)
+    return _settings_page(request, session, settings, auth, new_token=raw)
+
+
+@router.post("/users/settings/tokens/{token_id}/revoke")
+async def revoke_api_token(token_id: uuid.UUID, request: Request, session: SessionDep,
+                           settings: SettingsDep, auth: OptionalAuth) -> Response:
+    if auth is None:
+        return RedirectResponse("/users/log_in", status_code=303)
+    await read_form(request, settings)
+    service.revoke_token(session=session, user=auth.user, token_id=token_id)
+    return RedirectResponse("/users/settings", status_code=303)

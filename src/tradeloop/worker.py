@@ -1,0 +1,17 @@
+"""Entry point for Celery processes: `celery -A tradeloop.worker worker` or `tradeloop worker`."""
+
+from __future__ import annotations
+
+from tradeloop import domains
+from tradeloop.celery_app import make_celery_app
+from tradeloop.logs import configure_logging
+from tradeloop.settings import get_settings
+from tradeloop.tasks import load_task_modules
+
+settings = get_settings()
+if not settings.uses_celery:
+    raise SystemExit("CELERY_BROKER_URL is not set: without it, tasks run inside `tradeloop "
+                     "serve` and no separate worker or beat is needed")
+configure_logging(settings.log_level, settings.log_format)
+load_task_modules(domains.TASK_MODULES)
+celery_app = make_celery_app(settings)

@@ -1,0 +1,124 @@
+"""One database fixture for the whole suite: every test that uses it runs on SQLite and on
+PostgreSQL, inside an outer transaction that is rolled back afterwards.
+
+PostgreSQL comes from TEST_DATABASE_URL; without it the PostgreSQL cases are skipped, except
+under CI=true, where a missing or unreachable PostgreSQL fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+
+from tradeloop import migrate
+from tradeloop.app import create_app
+from tradeloop.db import Database, create_db_engine
+from tradeloop.settings import Settings
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+TEST_PASSWORD = "correct horse battery"
+
+
+def require_service(env_var: str, what: str) -> str:
+    """The service URL from the environment; skip locally, fail in CI, when it is missing."""
+    url = os.environ.get(env_var)
+    if url:
+        return url
+    message = f"{env_var} is not set: {what} tests need it"
+    if IN_CI:
+        pytest.fail(message + " (CI must test the production path)")
+    pytest.skip(message)
+
+
+def reset_postgres_database(url: str) -> None:
+    """Drop and recreate the database named in `url` (connecting to `postgres` to do so)."""
+    target = make_url(url)
+    admin = create_db_engine(target.set(database="postgres").render_as_string(False),
+                             isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{target.database}"'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> str:
+    url = require_service("TEST_DATABASE_URL", "PostgreSQL")
+    try:
+        reset_postgres_database(url)
+    except Exception as exc:
+        pytest.fail(f"PostgreSQL at TEST_DATABASE_URL is unreachable: {exc}")
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engines() -> Iterator[dict[str, Engine]]:
+    cache: dict[str, Engine] = {}
+    yield cache
+    for engine in cache.values():
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def db(database_url: str, engines: dict[str, Engine]) -> Iterator[Database]:
+    """A migrated database whose changes vanish after the test (outer transaction rollback)."""
+    engine = engines.get(database_url) or engines.setdefault(
+        database_url, create_db_engine(database_url))
+    connection = engine.connect()
+    outer = connection.begin()
+    factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint",
+                           expire_on_commit=False)
+    yield Database(engine, factory)
+    outer.rollback()
+    connection.close()
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "tradeloop_data_dir": data_dir, "secret_key": SecretStr("test-secret-key" * 4),
+        "webhook_secret": SecretStr("test-webhook-secret"), "log_format": "json",
+        "celery_broker_url": None, "database_url": None,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+def client(db: Database, settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, db)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def session(db: Database) -> Iterator:
+    """A unit of work on the test database, for arranging data directly through services."""
+    with db.unit_of_work() as unit:
+        yield unit
