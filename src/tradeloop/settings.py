@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     mailer_from_name: str = "tradeloop"
     allow_registration: bool = True
     market_hours_enforced: bool = True
+    # Symbol → exchange calendar (ISO 10383 MIC, or "24/7"); unmapped crypto pairs are 24/7.
+    symbol_exchanges: dict[str, str] = Field(default_factory=dict)
+    default_exchange: str = "XNYS"
 
     # Operational knobs beyond SPEC §1.
     public_url: str = "http://127.0.0.1:8000"

@@ -91,6 +91,8 @@ def register_user(*, session: Session, email: str, password: str, confirm_url: s
     existing = get_user_by_email(session=session, email=email)
     if existing is not None:
         ensure_valid_password(password)
+        # Hash anyway so the answer takes as long as creating an account would.
+        security.hash_password(password)
         send_mail(existing.email, "Someone tried to register with your email",
                   "An attempt was made to create a tradeloop account with this address, "
                   "which already has one. If it was you, log in or reset your password.")
