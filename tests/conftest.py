@@ -122,3 +122,30 @@ def session(db: Database) -> Iterator:
     """A unit of work on the test database, for arranging data directly through services."""
     with db.unit_of_work() as unit:
         yield unit
+
+
+def api_headers(db: Database, email: str, *, admin: bool = False) -> dict[str, str]:
+    """Create a user (admin if asked) and return headers carrying a fresh API token."""
+    from tradeloop.accounts import service as accounts
+    from tradeloop.accounts.models import TokenContext
+
+    with db.unit_of_work() as unit:
+        user = accounts.create_user(session=unit, email=email, password=TEST_PASSWORD,
+                                    is_admin=admin)
+        raw = accounts.issue_token(session=unit, user=user, context=TokenContext.API)
+    return {"Authorization": f"Bearer {raw}"}
+
+
+@pytest.fixture
+def alice(db: Database) -> dict[str, str]:
+    return api_headers(db, "alice@example.com")
+
+
+@pytest.fixture
+def bob(db: Database) -> dict[str, str]:
+    return api_headers(db, "bob@example.com")
+
+
+@pytest.fixture
+def admin(db: Database) -> dict[str, str]:
+    return api_headers(db, "root@example.com", admin=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -82,18 +83,26 @@ def test_readme_run_command_serves_health_docs_and_prints_admin_once(tmp_path: P
     password = first_output.split("password:")[1].split()[0]
     assert (data_dir / "tradeloop.db").exists()
 
+    assert "loading the synthetic demo universe" in first_output
+
     server = start_readme_server(data_dir, port)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/api/health", server)
         token = httpx.post(f"http://127.0.0.1:{port}/api/v1/auth/token",
                            json={"email": "admin@tradeloop.example", "password": password})
         assert token.status_code == 200
-        me = httpx.get(f"http://127.0.0.1:{port}/api/v1/auth/me",
-                       headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        me = httpx.get(f"http://127.0.0.1:{port}/api/v1/auth/me", headers=headers)
         assert me.json()["is_admin"] is True
+        series = httpx.get(f"http://127.0.0.1:{port}/api/v1/bars/series", headers=headers)
+        strategies = httpx.get(f"http://127.0.0.1:{port}/api/v1/strategies", headers=headers)
     finally:
         second_output = stop(server)
     assert "Created the first admin account" not in second_output
+    assert "demo universe" not in second_output
+    demo = series.json()["series"]
+    assert len(demo) == 7 and all(s["synthetic"] for s in demo)
+    assert {s["name"] for s in strategies.json()["strategies"]} == {"sma_cross", "MarketStructure"}
 
 
 def test_serve_refuses_outdated_postgres_schema(tmp_path: Path) -> None:
@@ -153,3 +162,48 @@ def test_tasks_run(cli_env: Path) -> None:
 def test_task_arguments_parse_json_and_keywords() -> None:
     assert parse_task_arguments(["2026-01-01", "days=3", "[1,2]"]) == (
         ["2026-01-01", [1, 2]], {"days": 3})
+
+
+YAHOO = "Date,Open,High,Low,Close,Adj Close,Volume\n" \
+    "2024-01-02,10,11,9,10.5,10.4,100\n2024-01-03,10.5,12,10,11,10.9,200\n"
+
+
+def test_data_import_and_list(cli_env: Path, tmp_path: Path) -> None:
+    runner.invoke(app, ["db", "upgrade"])
+    good = tmp_path / "acme.csv"
+    good.write_text(YAHOO)
+    first = runner.invoke(app, ["data", "import", str(good), "--symbol", "acme"])
+    assert first.exit_code == 0, first.output
+    assert "ACME 1d (yahoo layout): 2 bars, 2 new" in first.output
+    again = runner.invoke(app, ["data", "import", str(good), "--symbol", "ACME"])
+    assert "0 new, 0 changed, 2 unchanged" in again.output
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text(YAHOO + "2024-01-04,10,9,11,10,10,5\n")
+    refused = runner.invoke(app, ["data", "import", str(bad), "--symbol", "ACME"])
+    assert refused.exit_code == 1
+    assert "line 4:" in refused.output and "Nothing was imported" in refused.output
+
+    listing = runner.invoke(app, ["data", "list", "--json"])
+    [row] = json.loads(listing.output)
+    assert (row["symbol"], row["timeframe"], row["rows"], row["synthetic"]) == (
+        "ACME", "1d", 2, False)
+    assert row["first"].startswith("2024-01-02") and row["last"].startswith("2024-01-03")
+
+
+def test_seed_demo_is_idempotent_and_marked_synthetic(cli_env: Path) -> None:
+    runner.invoke(app, ["db", "upgrade"])
+    runner.invoke(app, ["user", "create", "--email", "boss@example.com",
+                        "--password", "a very long password", "--admin"])
+    first = runner.invoke(app, ["seed", "--demo"])
+    assert first.exit_code == 0, first.output
+    assert "sma_cross, MarketStructure" in first.output
+    second = runner.invoke(app, ["seed", "--demo"])
+    assert "(0 new, 0 changed)" in second.output and "already present" in second.output
+    rows = json.loads(runner.invoke(app, ["data", "list", "--json"]).output)
+    assert len(rows) == 7 and all(row["synthetic"] for row in rows)
+    daily = [row for row in rows if row["timeframe"] == "1d"]
+    assert len(daily) == 5 and all(row["rows"] >= 2500 for row in daily)
+    assert {row["symbol"] for row in rows if row["timeframe"] == "5m"} == {"ACME", "BTCUSD"}
+    listing = runner.invoke(app, ["data", "list"], env={"COLUMNS": "200"})
+    assert "synthetic" in listing.output

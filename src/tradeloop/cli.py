@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -19,7 +20,9 @@ app = typer.Typer(help="tradeloop: strategies, backtests, live signals and LLM a
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Background tasks and schedules.", no_args_is_help=True)
+data_app = typer.Typer(help="Market data: import and list bars.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(data_app, name="data")
 app.add_typer(user_app, name="user")
 app.add_typer(tasks_app, name="tasks")
 
@@ -58,7 +61,126 @@ def announce_first_start(settings: Settings, db: Database) -> None:
         email, password = created
         console.print("[bold green]Created the first admin account[/] (shown only once):")
         console.print(f"  email:    {email}\n  password: {password}")
+    if settings.load_demo_on_first_start:
+        load_demo_if_empty(db)
     console.print(f"Default webhook secret (WEBHOOK_SECRET): {settings.secret('WEBHOOK_SECRET')}")
+
+
+def load_demo_if_empty(db: Database) -> None:
+    """On a database without bars, load the demo universe and strategies (first start)."""
+    from tradeloop.seeding import needs_demo
+
+    with db.unit_of_work() as session:
+        empty = needs_demo(session)
+    if empty:
+        console.print("First start: loading the synthetic demo universe and demo strategies…")
+        _seed_demo_with_progress(db)
+
+
+def _seed_demo_with_progress(db: Database) -> None:
+    from tradeloop.seeding import seed_demo
+
+    with _progress() as progress, db.unit_of_work() as session:
+        task_id = progress.add_task("demo bars", total=None)
+        report = seed_demo(session=session, progress=lambda done, total: progress.update(
+            task_id, completed=done, total=total))
+    for result in report.series:
+        console.print(f"  {result.symbol:8} {result.timeframe:3} {result.received:>7} bars "
+                      f"({result.inserted} new, {result.updated} changed)")
+    for skipped in report.skipped_real:
+        console.print(f"  {skipped}: holds real bars, left alone")
+    if report.owner_email:
+        names = ", ".join(report.strategies_created) or "already present"
+        console.print(f"  demo strategies for {report.owner_email}: {names}")
+    else:
+        console.print("  no admin yet: demo strategies are created with the first admin")
+
+
+def _progress() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    console=err_console, transient=True)
+
+
+@app.command()
+def seed(demo: Annotated[bool, typer.Option(
+        "--demo", help="Also load the synthetic demo universe and demo strategies")] = False,
+         ) -> None:
+    """Insert the data a new installation starts with (idempotent; safe to run again)."""
+    settings = get_settings()
+    db = _database(settings)
+    if not demo:
+        console.print("Nothing else to seed yet; use --demo for the demo universe.")
+        return
+    _seed_demo_with_progress(db)
+
+
+@data_app.command("import")
+def data_import(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                                     readable=True)],
+                symbol: Annotated[str, typer.Option(help="Symbol these bars belong to")],
+                timeframe: Annotated[str, typer.Option(help="1m 5m 15m 30m 1h 4h 1d 1w")] = "1d",
+                ) -> None:
+    """Import a CSV or Parquet file (Yahoo, TradingView or plain OHLCV); all rows or none."""
+    from tradeloop.errors import AppError
+    from tradeloop.market_data import service as market_data
+
+    db = _database(get_settings())
+    try:
+        with _progress() as progress:
+            reading = progress.add_task(f"reading {path.name}", total=None)
+            parsed = market_data.parse_bars_file(
+                path, filename=path.name, timeframe=timeframe,
+                progress=lambda done, total: progress.update(reading, completed=done,
+                                                             total=total))
+            writing = progress.add_task(f"writing {symbol.upper()} {timeframe}", total=None)
+            with db.unit_of_work() as session:
+                result = market_data.import_bars(
+                    session=session, symbol=symbol, timeframe=timeframe, parsed=parsed,
+                    source=f"file:{path.name}",
+                    progress=lambda done, total: progress.update(writing, completed=done,
+                                                                 total=total))
+    except AppError as exc:
+        raise _fail(_describe_import_error(exc)) from exc
+    console.print(
+        f"{result.symbol} {result.timeframe} ({result.layout} layout): {result.received} bars, "
+        f"{result.inserted} new, {result.updated} changed, {result.unchanged} unchanged"
+        + (f", {result.dropped_duplicates} exact duplicates dropped"
+           if result.dropped_duplicates else "")
+        + (" — replaced synthetic demo bars" if result.replaced_synthetic else ""))
+
+
+def _describe_import_error(exc: Any) -> str:
+    errors = exc.details.get("errors") if exc.details else None
+    if not errors:
+        return _describe(exc)
+    lines = [f"  line {e['line']}: {e['message']}" for e in errors[:50]]
+    more = f"\n  … and {len(errors) - 50} more" if len(errors) > 50 else ""
+    return f"{exc.message}\n" + "\n".join(lines) + more
+
+
+@data_app.command("list")
+def data_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show every stored series: symbol, timeframe, range, row count, origin."""
+    from tradeloop.market_data import service as market_data
+
+    db = _database(get_settings())
+    with db.unit_of_work() as session:
+        series = market_data.list_series(session=session)
+        rows = [{"symbol": s.symbol, "timeframe": s.timeframe, "rows": s.row_count,
+                 "first": s.first_ts.isoformat() if s.first_ts else None,
+                 "last": s.last_ts.isoformat() if s.last_ts else None,
+                 "source": s.source, "synthetic": s.synthetic} for s in series]
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table("symbol", "timeframe", "rows", "first", "last", "source", title="Bars")
+    for row in rows:
+        source = ("[yellow]synthetic[/] " if row["synthetic"] else "") + str(row["source"])
+        table.add_row(row["symbol"], row["timeframe"], str(row["rows"]), row["first"] or "",
+                      row["last"] or "", source)
+    console.print(table if rows else "No bars yet: `tradeloop data import` or `seed --demo`.")
 
 
 @app.command()

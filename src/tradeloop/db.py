@@ -24,6 +24,7 @@ NAMING_CONVENTION = {
 }
 
 AFTER_COMMIT_KEY = "tradeloop_after_commit"
+UNIT_OF_WORK_OPTION = "tradeloop_unit_of_work"
 
 
 def utcnow() -> datetime:
@@ -101,7 +102,12 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _begin_sqlite_transaction(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # Units of work take the write lock up front (IMMEDIATE): a deferred transaction that read
+    # first and writes later fails at once with "database is locked" when another writer
+    # committed in between (WAL snapshot rule), instead of waiting on the busy timeout.
+    # Plain reads (health pings) stay deferred so that a long write never blocks them.
+    immediate = connection.get_execution_options().get(UNIT_OF_WORK_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class Database:
@@ -109,7 +115,8 @@ class Database:
 
     def __init__(self, engine: Engine, session_factory: sessionmaker[Session] | None = None):
         self.engine = engine
-        self.session_factory = session_factory or sessionmaker(engine, expire_on_commit=False)
+        self.session_factory = session_factory or sessionmaker(
+            engine.execution_options(**{UNIT_OF_WORK_OPTION: True}), expire_on_commit=False)
 
     @classmethod
     def from_url(cls, url: str, *, connect_timeout_s: float = 2.0) -> Database:

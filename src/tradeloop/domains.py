@@ -9,10 +9,16 @@ from fastapi import APIRouter
 ROUTER_MODULES = (
     "tradeloop.health",
     "tradeloop.accounts.api",
+    "tradeloop.market_data.api",
+    "tradeloop.strategies.api",
     "tradeloop.web.api",
 )
 TASK_MODULES = ("tradeloop.accounts.tasks",)
-MODEL_MODULES = ("tradeloop.accounts.models",)
+MODEL_MODULES = (
+    "tradeloop.accounts.models",
+    "tradeloop.market_data.models",
+    "tradeloop.strategies.models",
+)
 
 
 def routers() -> list[APIRouter]:

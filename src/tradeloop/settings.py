@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     default_exchange: str = "XNYS"
 
     # Operational knobs beyond SPEC §1.
+    load_demo_on_first_start: bool = True
     public_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
