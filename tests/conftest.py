@@ -8,6 +8,7 @@ under CI=true, where a missing or unreachable PostgreSQL fails the run.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,6 +102,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "tradeloop_data_dir": data_dir, "secret_key": SecretStr("test-secret-key" * 4),
         "webhook_secret": SecretStr("test-webhook-secret"), "log_format": "json",
         "celery_broker_url": None, "database_url": None,
+        # One task thread: the rolled-back test connection must never be used concurrently.
+        "task_pool_size": 1,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -149,3 +152,39 @@ def bob(db: Database) -> dict[str, str]:
 @pytest.fixture
 def admin(db: Database) -> dict[str, str]:
     return api_headers(db, "root@example.com", admin=True)
+
+
+def wait_for_tasks(timeout_s: float = 60) -> None:
+    """Block until every job of the in-process task runner has finished (re-raising errors)."""
+    import concurrent.futures
+
+    from tradeloop.tasks import get_task_runner
+
+    runner = get_task_runner()
+    deadline = time.monotonic() + timeout_s
+    while getattr(runner, "futures", None) and time.monotonic() < deadline:
+        for future in concurrent.futures.as_completed(list(runner.futures.values()),
+                                                      timeout=deadline - time.monotonic()):
+            future.result()
+
+
+def store_bars(db: Database, symbol: str, count: int = 300, *, seed: int = 7,
+               drift: float = 0.0) -> None:
+    """Import `count` daily random-walk bars for `symbol` through the market data service."""
+    import numpy as np
+    import pandas as pd
+
+    from tradeloop.market_data import service as market_data
+    from tradeloop.market_data.bar_files import ParsedBars
+
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(drift, 0.02, count)))
+    opening = close * np.exp(rng.normal(0, 0.005, count))
+    frame = pd.DataFrame({
+        "ts": pd.date_range("2020-01-01", periods=count, freq="D", tz="UTC"),
+        "open": opening, "high": np.maximum(opening, close) * 1.01,
+        "low": np.minimum(opening, close) * 0.99, "close": close,
+        "volume": np.full(count, 1000.0)})
+    with db.unit_of_work() as session:
+        market_data.import_bars(session=session, symbol=symbol, timeframe="1d",
+                                parsed=ParsedBars("plain", frame, 0), source="test")

@@ -207,3 +207,39 @@ def test_seed_demo_is_idempotent_and_marked_synthetic(cli_env: Path) -> None:
     assert {row["symbol"] for row in rows if row["timeframe"] == "5m"} == {"ACME", "BTCUSD"}
     listing = runner.invoke(app, ["data", "list"], env={"COLUMNS": "200"})
     assert "synthetic" in listing.output
+
+
+def test_backtest_run_and_sweep(cli_env: Path) -> None:
+    runner.invoke(app, ["db", "upgrade"])
+    runner.invoke(app, ["user", "create", "--email", "boss@example.com",
+                        "--password", "a very long password", "--admin"])
+    assert runner.invoke(app, ["seed", "--demo"]).exit_code == 0
+
+    first = runner.invoke(app, ["backtest", "run", "--strategy", "sma_cross",
+                                "--symbols", "ACME,GLOBX", "--json"])
+    assert first.exit_code == 0, first.output
+    result = json.loads(first.stdout)
+    assert result["status"] == "done" and result["cached"] is False
+    assert result["symbols"] == ["ACME", "GLOBX"]
+    assert result["metrics"]["trades"]["num_trades"] > 0
+    again = json.loads(runner.invoke(app, ["backtest", "run", "--strategy", "sma_cross",
+                                           "--symbols", "GLOBX,ACME", "--json"]).stdout)
+    assert again["cached"] is True and again["id"] == result["id"]
+
+    table = runner.invoke(app, ["backtest", "run", "--strategy", "MarketStructure",
+                                "--symbols", "BTCUSD", "--param", "lookback=10"],
+                          env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert "sharpe_ratio" in table.output and "'lookback': 10" in table.output
+
+    sweep = runner.invoke(app, ["backtest", "sweep", "--strategy", "sma_cross",
+                                "--symbols", "ACME", "--param", "fast=5:15:5",
+                                "--param", "slow=30,50", "--metric", "return_pct", "--json"])
+    assert sweep.exit_code == 0, sweep.output
+    report = json.loads(sweep.stdout)
+    assert report["total"] == 6 and report["finished"] and len(report["ranking"]) == 6
+    values = [entry["value"] for entry in report["ranking"]]
+    assert values == sorted(values, reverse=True)
+
+    unknown = runner.invoke(app, ["backtest", "run", "--strategy", "nope"])
+    assert unknown.exit_code == 1 and "not found" in unknown.output.lower()

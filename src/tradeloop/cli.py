@@ -21,7 +21,9 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Background tasks and schedules.", no_args_is_help=True)
 data_app = typer.Typer(help="Market data: import and list bars.", no_args_is_help=True)
+backtest_app = typer.Typer(help="Backtests and parameter sweeps.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(backtest_app, name="backtest")
 app.add_typer(data_app, name="data")
 app.add_typer(user_app, name="user")
 app.add_typer(tasks_app, name="tasks")
@@ -181,6 +183,179 @@ def data_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         table.add_row(row["symbol"], row["timeframe"], str(row["rows"]), row["first"] or "",
                       row["last"] or "", source)
     console.print(table if rows else "No bars yet: `tradeloop data import` or `seed --demo`.")
+
+
+def _owner_id(db: Database, email: str | None) -> Any:
+    """The user the CLI acts for: --user EMAIL, else the first admin."""
+    from tradeloop.accounts import service as accounts
+    from tradeloop.seeding import first_admin
+
+    with db.unit_of_work() as session:
+        user = (accounts.get_user_by_email(session=session, email=email) if email
+                else first_admin(session))
+        if user is None:
+            raise _fail(f"no user {email}" if email else
+                        "no admin yet: create one with `tradeloop user create --admin`")
+        return user.id
+
+
+def _run_request(strategy: str, symbols: str | None, start: str | None, end: str | None,
+                 params: list[str] | None, options: dict[str, Any]) -> Any:
+    from datetime import UTC, datetime
+
+    from tradeloop.backtest.engine import BacktestOptions
+    from tradeloop.backtest.service import RunRequest
+
+    def moment(value: str | None) -> datetime | None:
+        if not value:
+            return None
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+    pairs = [_split_param(p) for p in params or []]
+    return RunRequest(strategy=strategy, symbols=[s for s in (symbols or "").split(",") if s],
+                      start=moment(start), end=moment(end),
+                      params={k: float(v) for k, v in pairs} or None,
+                      options=BacktestOptions(**options))
+
+
+def _split_param(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise _fail(f"--param takes name=value, got {text!r}")
+    return name, value
+
+
+StrategyOption = Annotated[str, typer.Option("--strategy", help="Strategy name or id")]
+SymbolsOption = Annotated[str | None, typer.Option(help="Comma-separated; default: the "
+                                                        "definition's symbols")]
+UserOption = Annotated[str | None, typer.Option("--user", help="Act as this user (email); "
+                                                               "default: the first admin")]
+
+
+@backtest_app.command("run")
+def backtest_run(
+    strategy: StrategyOption, symbols: SymbolsOption = None,
+    start: Annotated[str | None, typer.Option(help="ISO date, e.g. 2020-01-01")] = None,
+    end: Annotated[str | None, typer.Option(help="ISO date")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="Override a param: name=value")] = None,
+    cash: float = 10_000.0, commission: float = 0.0, commission_fixed: float = 0.0,
+    slippage_bps: float = 0.0, fill: str = "open", size_units: str = "whole",
+    user: UserOption = None, as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Backtest a strategy now, in this process, and print its metrics (cached when known)."""
+    from tradeloop.backtest import service
+    from tradeloop.backtest.api import run_detail
+    from tradeloop.errors import AppError
+
+    settings = get_settings()
+    db = _database(settings)
+    owner_id = _owner_id(db, user)
+    options = {"cash": cash, "commission": commission, "commission_fixed": commission_fixed,
+               "slippage_bps": slippage_bps, "fill": fill, "size_units": size_units}
+    try:
+        request = _run_request(strategy, symbols, start, end, param, options)
+        with db.unit_of_work() as session:
+            submitted = service.submit_run(session=session, owner_id=owner_id, request=request,
+                                           max_running=settings.max_concurrent_backtests,
+                                           schedule=False)
+            run_id, cached, total = submitted.run.id, submitted.cached, len(
+                submitted.run.symbol_list)
+        if not cached:
+            with _progress() as progress:
+                task_id = progress.add_task("backtest", total=total)
+                service.execute_run(db=db, run_id=run_id, progress=lambda symbol: progress.update(
+                    task_id, advance=1, description=f"backtest {symbol}"))
+        with db.unit_of_work() as session:
+            detail = run_detail(session, service.get_run(session=session, owner_id=owner_id,
+                                                         run_id=run_id), cached=cached)
+    except (AppError, ValueError, TypeError) as exc:
+        raise _fail(_describe(exc) if isinstance(exc, AppError) else str(exc)) from exc
+    if as_json:
+        console.print_json(detail.model_dump_json())
+        return
+    _print_run(detail)
+    if detail.status == "failed":
+        raise _fail(detail.error or "the backtest failed")
+
+
+def _print_run(detail: Any) -> None:
+    console.print(f"[bold]{detail.strategy.name}[/] v{detail.strategy.version} "
+                  f"{','.join(detail.symbols)} {detail.timeframe} params={detail.params} "
+                  f"-> {detail.status}{' (cached)' if detail.cached else ''} "
+                  f"run {detail.id}")
+    for category, values in detail.metrics.items():
+        table = Table("metric", "value", title=category)
+        for name, value in values.items():
+            table.add_row(name, _format_value(value))
+        console.print(table)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4f}"
+    return "" if value is None else str(value)
+
+
+@backtest_app.command("sweep")
+def backtest_sweep(
+    strategy: StrategyOption,
+    param: Annotated[list[str], typer.Option(help="name=start:stop:step or name=a,b,c")],
+    metric: str = "sharpe_ratio", symbols: SymbolsOption = None,
+    start: str | None = None, end: str | None = None, cash: float = 10_000.0,
+    commission: float = 0.0, fill: str = "open", top: int = 20, user: UserOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run a param grid as tasks (in-process pool, or Celery workers) and rank the runs."""
+    import time
+
+    from tradeloop.app import build_task_runner
+    from tradeloop.backtest import sweeps
+    from tradeloop.errors import AppError
+    from tradeloop.logs import configure_logging
+    from tradeloop.tasks import set_task_runner
+
+    settings = get_settings()
+    configure_logging(settings.log_level, "console")  # task logs to stderr, results to stdout
+    db = _database(settings)
+    owner_id = _owner_id(db, user)
+    grid: dict[str, Any] = {}
+    for name, value in (_split_param(p) for p in param):
+        grid[name] = [float(v) for v in value.split(",")] if "," in value else value
+    runner = build_task_runner(settings, db)
+    set_task_runner(runner)
+    try:
+        base = _run_request(strategy, symbols, start, end, None,
+                            {"cash": cash, "commission": commission, "fill": fill})
+        with db.unit_of_work() as session:
+            created, cached = sweeps.create_sweep(
+                session=session, owner_id=owner_id, base=base, grid=grid, metric=metric,
+                max_running=settings.max_concurrent_backtests, workers=settings.task_pool_size)
+            sweep_id, total = created.id, len(created.run_ids)
+        with _progress() as progress:
+            task_id = progress.add_task(f"sweep ({cached} cached)", total=total)
+            while True:
+                with db.unit_of_work() as session:
+                    report = sweeps.sweep_report(session=session, owner_id=owner_id,
+                                                 sweep_id=sweep_id)
+                done = report["status"].get("done", 0) + report["status"].get("failed", 0)
+                progress.update(task_id, completed=done)
+                if report["finished"]:
+                    break
+                time.sleep(0.2)
+    except (AppError, ValueError) as exc:
+        raise _fail(_describe(exc) if isinstance(exc, AppError) else str(exc)) from exc
+    finally:
+        runner.shutdown()
+    if as_json:
+        console.print_json(json.dumps(report, default=str))
+        return
+    table = Table("rank", metric, "params", "run", title=f"Sweep {sweep_id}: {total} runs")
+    for rank, entry in enumerate(report["ranking"][:top], start=1):
+        table.add_row(str(rank), _format_value(entry["value"]),
+                      " ".join(f"{k}={v:g}" for k, v in entry["params"].items()),
+                      str(entry["run_id"]))
+    console.print(table)
 
 
 @app.command()

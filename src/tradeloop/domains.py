@@ -11,13 +11,15 @@ ROUTER_MODULES = (
     "tradeloop.accounts.api",
     "tradeloop.market_data.api",
     "tradeloop.strategies.api",
+    "tradeloop.backtest.api",
     "tradeloop.web.api",
 )
-TASK_MODULES = ("tradeloop.accounts.tasks",)
+TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.backtest.tasks")
 MODEL_MODULES = (
     "tradeloop.accounts.models",
     "tradeloop.market_data.models",
     "tradeloop.strategies.models",
+    "tradeloop.backtest.models",
 )
 
 

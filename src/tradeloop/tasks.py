@@ -34,6 +34,7 @@ class TaskSpec:
     func: Callable[..., Any]
     description: str
     needs_session: bool
+    needs_db: bool
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ _SCHEDULES: dict[str, ScheduleSpec] = {}
 
 
 def task(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a function as a task. A keyword-only `session` parameter gets a unit of work."""
+    """Register a function as a task. A keyword-only `session` parameter gets a unit of work;
+    a `db` parameter gets the Database, for tasks that commit in several steps."""
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
         task_name = name or func.__name__
@@ -74,6 +76,7 @@ def task(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[...
             func=func,
             description=doc.splitlines()[0] if doc else "",
             needs_session="session" in inspect.signature(func).parameters,
+            needs_db="db" in inspect.signature(func).parameters,
         )
         return func
 
@@ -123,6 +126,8 @@ def run_task(db: Database, name: str, *args: Any, **kwargs: Any) -> Any:
         if spec.needs_session:
             with db.unit_of_work() as session:
                 result = spec.func(*args, session=session, **kwargs)
+        elif spec.needs_db:
+            result = spec.func(*args, db=db, **kwargs)
         else:
             result = spec.func(*args, **kwargs)
     except Exception:

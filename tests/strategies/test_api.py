@@ -7,17 +7,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
-from tests.conftest import api_headers, make_settings
+from tests.conftest import api_headers, make_settings, store_bars
 from tradeloop.accounts.models import User
 from tradeloop.app import create_app
 from tradeloop.db import Database, create_db_engine
-from tradeloop.market_data import service as market_data
-from tradeloop.market_data.bar_files import ParsedBars
 from tradeloop.seeding import seed_demo
 from tradeloop.strategies.demo import MARKET_STRUCTURE, SMA_CROSS
 
@@ -29,18 +25,6 @@ def create(client: TestClient, headers: dict[str, str], definition: str = SMA_CR
                            headers=headers)
     assert response.status_code == 201, response.text
     return response.json()
-
-
-def store_random_bars(db: Database, symbol: str, count: int = 300) -> None:
-    rng = np.random.default_rng(7)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, count)))
-    frame = pd.DataFrame({
-        "ts": pd.date_range("2020-01-01", periods=count, freq="D", tz="UTC"),
-        "open": close, "high": close * 1.01, "low": close * 0.99, "close": close,
-        "volume": np.full(count, 1000.0)})
-    with db.unit_of_work() as session:
-        market_data.import_bars(session=session, symbol=symbol, timeframe="1d",
-                                parsed=ParsedBars("plain", frame, 0), source="test")
 
 
 class TestCreateAndRead:
@@ -150,7 +134,7 @@ class TestUpdate:
 class TestSyntaxTest:
     def test_reports_signals_per_symbol(self, client: TestClient, db: Database,
                                         alice: dict) -> None:
-        store_random_bars(db, "AAA")
+        store_bars(db, "AAA")
         created = create(client, alice, MARKET_STRUCTURE.replace(
             "[ACME, GLOBX, INITECH, UMBRL, BTCUSD]", "[AAA]"))
         report = client.post(f"{BASE}/{created['id']}/syntax-test", headers=alice).json()
@@ -186,7 +170,7 @@ class TestSyntaxTest:
         assert "tradeloop data import" in error["message"]
 
     def test_bad_param_override(self, client: TestClient, db: Database, alice: dict) -> None:
-        store_random_bars(db, "ACME")
+        store_bars(db, "ACME")
         created = create(client, alice)
         response = client.post(f"{BASE}/{created['id']}/syntax-test",
                                json={"symbols": ["ACME"], "params": {"fast": 0}}, headers=alice)

@@ -164,8 +164,8 @@ def test_shift_matches_pandas(n: int) -> None:
 
 def test_crossover_and_crossunder_match_pandas() -> None:
     fast, slow = pd.Series(talib.SMA(CLOSE, 5)), pd.Series(talib.SMA(CLOSE, 20))
-    over = (fast > slow) & (fast.shift(1) <= slow.shift(1))
-    under = (fast < slow) & (fast.shift(1) >= slow.shift(1))
+    over = (fast > slow) & (fast.shift(1) < slow.shift(1))
+    under = (fast < slow) & (fast.shift(1) > slow.shift(1))
     got_over, got_under = ind.crossover(fast.to_numpy(), slow.to_numpy()), \
         ind.crossunder(fast.to_numpy(), slow.to_numpy())
     assert got_over.dtype == np.bool_ and got_under.dtype == np.bool_
@@ -176,12 +176,13 @@ def test_crossover_and_crossunder_match_pandas() -> None:
 
 
 def test_crossover_with_a_scalar() -> None:
-    x = np.array([1.0, 2.0, 3.0, 2.0, 1.0, np.nan, 3.0])
-    np.testing.assert_array_equal(ind.crossover(x, 2), [0, 0, 1, 0, 0, 0, 0])
+    # Touching the level (bar 2) and moving back up (bar 3) is not a cross: strict both sides.
+    x = np.array([1.0, 3.0, 2.0, 3.0, 1.0, np.nan, 3.0])
+    np.testing.assert_array_equal(ind.crossover(x, 2), [0, 1, 0, 0, 0, 0, 0])
     np.testing.assert_array_equal(ind.crossunder(x, 2.0), [0, 0, 0, 0, 1, 0, 0])
     np.testing.assert_array_equal(ind.crossover(2.0, x), ind.crossunder(x, 2.0))
     rsi = pd.Series(talib.RSI(CLOSE, 14))
-    expected = (rsi > 30) & (rsi.shift(1) <= 30)
+    expected = (rsi > 30) & (rsi.shift(1) < 30)
     np.testing.assert_array_equal(ind.crossover(rsi.to_numpy(), 30), expected.to_numpy())
 
 

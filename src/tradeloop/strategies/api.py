@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from tradeloop.accounts.dependencies import CurrentUser
+from tradeloop.backtest.service import activate_strategy
 from tradeloop.deps import SessionDep
 from tradeloop.strategies import service
 from tradeloop.strategies.definition import validate_definition
@@ -96,3 +97,10 @@ def syntax_test(strategy_id: uuid.UUID, user: CurrentUser, session: SessionDep,
     report = service.syntax_test(session=session, owner_id=user.id, strategy_id=strategy_id,
                                  options=options)
     return SyntaxTestResponse.model_validate(report)
+
+
+@router.post("/{strategy_id}/activate")
+def activate(strategy_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> StrategyRead:
+    """Make this version evaluate live bars; 409 unless a backtest of it finished."""
+    strategy = activate_strategy(session=session, owner_id=user.id, strategy_id=strategy_id)
+    return StrategyRead.model_validate(strategy)

@@ -30,8 +30,9 @@ parameter is the ``k`` of the Bollinger bands, any finite number (``FunctionSpec
 - highest / lowest(x, n): max / min of the last n values including the current one; first
   value at bar n-1 (TradingView ta.highest / ta.lowest, TA-Lib MAX / MIN).
 - roc(x, n): 100 * (x[t] / x[t-n] - 1); first value at bar n; 0 where x[t-n] == 0 (TA-Lib ROC).
-- crossover(a, b): a[t] > b[t] and a[t-1] <= b[t-1]; crossunder(a, b): a[t] < b[t] and
-  a[t-1] >= b[t-1]; False at t=0 and where any of the four is NaN; a or b may be a number.
+- crossover(a, b): a[t] > b[t] and a[t-1] < b[t-1]; crossunder(a, b): a[t] < b[t] and
+  a[t-1] > b[t-1] (strict, as TradingView and backtesting.py); False at t=0 and where any of
+  the four is NaN; a or b may be a number.
 - shift(x, n): x delayed by n >= 0 bars, NaN for the first n; n < 0 (look-ahead): ValueError.
 - abs(x), min(a, b), max(a, b): elementwise, NaN-propagating; min / max accept a number.
 
@@ -374,12 +375,14 @@ def _pair(a: SeriesOrNumber, b: SeriesOrNumber) -> tuple[FloatArray, FloatArray]
 def crossover(a: SeriesOrNumber, b: SeriesOrNumber) -> BoolArray:
     a, b = _pair(a, b)
     out = np.zeros(a.size, dtype=bool)
-    out[1:] = (a[1:] > b[1:]) & (a[:-1] <= b[:-1])  # comparisons with NaN are False
+    # Strictly below before, strictly above now: TradingView's ta.crossover and backtesting.py's
+    # lib.crossover, so a touch followed by a move away is not a cross.
+    out[1:] = (a[1:] > b[1:]) & (a[:-1] < b[:-1])  # comparisons with NaN are False
     return out
 
 
 def crossunder(a: SeriesOrNumber, b: SeriesOrNumber) -> BoolArray:
-    return crossover(b, a)  # a < b now and a >= b before is b crossing over a
+    return crossover(b, a)  # a < b now and a > b before is b crossing over a
 
 
 def abs_(x: FloatArray) -> FloatArray:

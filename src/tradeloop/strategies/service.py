@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from tradeloop.db import utcnow
-from tradeloop.errors import AppError, ConflictError
+from tradeloop.errors import AppError, ConflictError, NotFoundError
 from tradeloop.market_data import service as market_data
 from tradeloop.ownership import OwnedRepository
 from tradeloop.strategies.compiler import SIGNAL_NAMES, CompiledStrategy, compile_strategy
@@ -58,8 +58,14 @@ def checked_definition(text: str) -> StrategyDefinition:
 
 def compiled(strategy: Strategy, params: dict[str, Any] | None = None) -> CompiledStrategy:
     """The stored strategy bound to `params` (its own params by default)."""
+    return compile_definition(strategy.definition, params)
+
+
+def compile_definition(definition: str,
+                       params: dict[str, Any] | None = None) -> CompiledStrategy:
+    """A definition's text bound to `params`; 422 listing every error otherwise."""
     try:
-        return compile_strategy(parse_definition(strategy.definition), params)
+        return compile_strategy(parse_definition(definition), params)
     except StrategyDefinitionError as exc:
         raise InvalidDefinitionError(exc) from None
 
@@ -100,7 +106,7 @@ def find_by_name_or_id(*, session: Session, owner_id: uuid.UUID, name_or_id: str
     found = repository.list(Strategy.name == name_or_id, order_by=[Strategy.version.desc()],
                             limit=1)
     if not found:
-        return repository.get(name_or_id)  # the same 404 as any other missing strategy
+        raise NotFoundError("Strategy not found", details={"id": name_or_id})
     return found[0]
 
 
@@ -174,6 +180,15 @@ def _check_status_change(strategy: Strategy, status: str) -> None:
     if strategy.status == StrategyStatus.ARCHIVED and status != StrategyStatus.ARCHIVED:
         raise ConflictError("An archived version stays archived; create a new version instead",
                             code="archived")
+
+
+def set_status(*, session: Session, strategy: Strategy, status: StrategyStatus) -> Strategy:
+    """Change the status as the system (activation), bumping lock_version like any edit."""
+    strategy.status = status.value
+    strategy.lock_version += 1
+    strategy.updated_at = utcnow()
+    session.flush()
+    return strategy
 
 
 def delete_strategy(*, session: Session, owner_id: uuid.UUID, strategy_id: uuid.UUID) -> None:

@@ -1,0 +1,151 @@
+"""Backtest API (SPEC §5): run (cached), results, trades, equity, sweeps, cache metrics."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import JSONResponse
+
+from tradeloop.accounts.dependencies import CurrentUser
+from tradeloop.backtest import service, sweeps
+from tradeloop.backtest.engine import BacktestOptions
+from tradeloop.backtest.models import BacktestRun
+from tradeloop.backtest.schemas import (
+    EquityCurve,
+    EquityPoint,
+    RunAccepted,
+    RunCreate,
+    RunDetail,
+    RunList,
+    RunOptions,
+    RunSummary,
+    StrategyRef,
+    SweepAccepted,
+    SweepCreate,
+    SweepReport,
+    TradeList,
+    TradeRead,
+)
+from tradeloop.deps import SessionDep, SettingsDep
+from tradeloop.market_data.service import utc_datetime
+
+router = APIRouter(tags=["backtests"])
+PREFIX = "/api/v1/backtest"
+
+
+def run_request(body: RunCreate) -> service.RunRequest:
+    options = BacktestOptions(**body.model_dump(include=set(RunOptions.model_fields)))
+    return service.RunRequest(strategy=body.strategy_ref, symbols=body.symbols,
+                              start=body.start_date, end=body.end_date, params=body.params,
+                              options=options)
+
+
+@router.post(f"{PREFIX}/run", status_code=status.HTTP_202_ACCEPTED,
+             responses={200: {"model": RunDetail, "description": "Cached result"}})
+def run(body: RunCreate, user: CurrentUser, session: SessionDep,
+        settings: SettingsDep) -> Any:
+    """Queue a backtest (202 with its id), or answer 200 with the stored identical result."""
+    submitted = service.submit_run(session=session, owner_id=user.id,
+                                   request=run_request(body),
+                                   max_running=settings.max_concurrent_backtests)
+    if submitted.cached:
+        detail = run_detail(session, submitted.run, cached=True)
+        return JSONResponse(detail.model_dump(mode="json"))
+    return RunAccepted(id=submitted.run.id, status=submitted.run.status, cached=False)
+
+
+def strategy_ref(run: BacktestRun) -> StrategyRef:
+    return StrategyRef(id=run.strategy_id, name=run.strategy_name, version=run.strategy_version)
+
+
+def run_detail(session: SessionDep, run: BacktestRun, *, cached: bool = False) -> RunDetail:
+    result = service.get_result(session=session, run=run)
+    return RunDetail(
+        id=run.id, status=run.status, strategy=strategy_ref(run), params=run.params,
+        symbols=run.symbol_list, cached=cached, metrics=service.grouped_metrics(result),
+        timeframe=run.timeframe, start=run.start, end=run.end,
+        options=RunOptions.model_validate(run, from_attributes=True),
+        cache_hits=run.cache_hits, error=run.error, duration_ms=run.duration_ms,
+        inserted_at=run.inserted_at, started_at=run.started_at, finished_at=run.finished_at)
+
+
+@router.get(f"{PREFIX}/results")
+def list_results(user: CurrentUser, session: SessionDep,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 20,
+                 offset: Annotated[int, Query(ge=0)] = 0,
+                 strategy_id: uuid.UUID | None = None, symbol: str | None = None,
+                 status_: Annotated[str | None, Query(alias="status")] = None) -> RunList:
+    """The caller's runs, newest first, with headline metrics."""
+    rows = service.list_runs(session=session, owner_id=user.id, limit=limit, offset=offset,
+                             strategy_id=strategy_id, symbol=symbol, status=status_)
+    return RunList(results=[RunSummary(
+        id=run.id, status=run.status, strategy=strategy_ref(run), symbols=run.symbol_list,
+        timeframe=run.timeframe, params=run.params, inserted_at=run.inserted_at,
+        duration_ms=run.duration_ms, summary=summary) for run, summary in rows],
+        limit=limit, offset=offset)
+
+
+@router.get(f"{PREFIX}/results/{{run_id}}")
+def get_result(run_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> RunDetail:
+    """One run: status, options, error, and its metrics grouped by category."""
+    return run_detail(session, service.get_run(session=session, owner_id=user.id, run_id=run_id))
+
+
+@router.get(f"{PREFIX}/results/{{run_id}}/trades")
+def get_trades(run_id: uuid.UUID, user: CurrentUser, session: SessionDep,
+               limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+               offset: Annotated[int, Query(ge=0)] = 0) -> TradeList:
+    run = service.get_run(session=session, owner_id=user.id, run_id=run_id)
+    trades, total = service.list_trades(session=session, run=run, limit=limit, offset=offset)
+    return TradeList(trades=[TradeRead(
+        seq=t.seq, symbol=t.symbol, direction="long" if t.direction > 0 else "short",
+        size=t.size, entry_time=t.entry_time, exit_time=t.exit_time, entry_price=t.entry_price,
+        exit_price=t.exit_price, commission=t.commission, pnl=t.pnl, return_pct=t.return_pct,
+        exit_reason=t.exit_reason) for t in trades], total=total, limit=limit, offset=offset)
+
+
+@router.get(f"{PREFIX}/results/{{run_id}}/equity")
+def get_equity(run_id: uuid.UUID, user: CurrentUser, session: SessionDep,
+               points: Annotated[int | None, Query(ge=2, le=100_000)] = 2000) -> EquityCurve:
+    """The equity curve, thinned evenly to at most `points` points for charts."""
+    run = service.get_run(session=session, owner_id=user.id, run_id=run_id)
+    result = service.get_result(session=session, run=run)
+    if result is None:
+        return EquityCurve(id=run.id, points=[])
+    ts, equity = service.equity_curve(result, points)
+    return EquityCurve(id=run.id, points=[EquityPoint(ts=utc_datetime(t), equity=float(e))
+                                          for t, e in zip(ts, equity, strict=True)])
+
+
+@router.delete(f"{PREFIX}/results/{{run_id}}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_result(run_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
+    service.delete_run(session=session, owner_id=user.id, run_id=run_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(f"{PREFIX}/sweep", status_code=status.HTTP_202_ACCEPTED)
+def sweep(body: SweepCreate, user: CurrentUser, session: SessionDep,
+          settings: SettingsDep) -> SweepAccepted:
+    """Fan a param grid out as runs; follow it at GET /api/v1/backtest/sweep/{id}."""
+    created, cached = sweeps.create_sweep(
+        session=session, owner_id=user.id, base=run_request(body), grid=body.grid,
+        metric=body.metric, max_running=settings.max_concurrent_backtests,
+        workers=settings.task_pool_size)
+    return SweepAccepted(id=created.id, runs=len(created.run_ids), cached=cached)
+
+
+@router.get(f"{PREFIX}/sweep/{{sweep_id}}")
+def sweep_report(sweep_id: uuid.UUID, user: CurrentUser, session: SessionDep,
+                 metric: str | None = None, descending: bool = True) -> SweepReport:
+    """Progress and the finished runs ranked by the metric, best first."""
+    return SweepReport.model_validate(sweeps.sweep_report(
+        session=session, owner_id=user.id, sweep_id=sweep_id, metric=metric,
+        descending=descending))
+
+
+@router.get("/metrics/backtests")
+def backtest_metrics(user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+    """Runs by status and the result cache's hit rate (all users)."""
+    return service.cache_stats(session=session)

@@ -1,0 +1,152 @@
+"""Request and response bodies of the backtest API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+
+class RunOptions(BaseModel):
+    cash: float = Field(default=10_000.0, gt=0, le=1e12)
+    commission: float = Field(default=0.0, ge=0, lt=0.1,
+                              description="Fraction of notional per side, e.g. 0.001 = 0.1%")
+    commission_fixed: float = Field(default=0.0, ge=0, description="Cash per order")
+    slippage_bps: float = Field(default=0.0, ge=0, le=1000)
+    fill: Literal["open", "close"] = Field(
+        default="open", description="next bar's open (default) or the signal bar's close")
+    size_units: Literal["whole", "fractional"] = "whole"
+
+
+class StrategyChoice(BaseModel):
+    strategy_id: uuid.UUID | None = None
+    strategy_name: str | None = Field(default=None, max_length=100)
+
+    @model_validator(mode="after")
+    def _one_strategy(self) -> StrategyChoice:
+        if (self.strategy_id is None) == (self.strategy_name is None):
+            raise ValueError("give exactly one of strategy_id or strategy_name")
+        return self
+
+    @property
+    def strategy_ref(self) -> str:
+        return str(self.strategy_id) if self.strategy_id else str(self.strategy_name)
+
+
+class RunCreate(StrategyChoice, RunOptions):
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    symbols: list[str] = Field(default_factory=list, max_length=50)
+    params: dict[str, float] | None = None
+
+
+class SweepCreate(RunCreate):
+    grid: dict[str, str | list[float]] = Field(
+        min_length=1, description='{"fast": "5:50:5", "slow": [20, 50, 100]}')
+    metric: str = "sharpe_ratio"
+
+
+class RunAccepted(BaseModel):
+    id: uuid.UUID
+    status: str
+    cached: bool
+
+
+class StrategyRef(BaseModel):
+    id: uuid.UUID
+    name: str
+    version: int
+
+
+class RunSummary(BaseModel):
+    id: uuid.UUID
+    status: str
+    strategy: StrategyRef
+    symbols: list[str]
+    timeframe: str
+    params: dict[str, Any]
+    inserted_at: datetime
+    duration_ms: float | None
+    summary: dict[str, Any]
+
+
+class RunList(BaseModel):
+    results: list[RunSummary]
+    limit: int
+    offset: int
+
+
+class RunDetail(BaseModel):
+    id: uuid.UUID
+    status: str
+    strategy: StrategyRef
+    params: dict[str, Any]
+    symbols: list[str]
+    cached: bool
+    metrics: dict[str, dict[str, Any]]
+    timeframe: str
+    start: datetime | None
+    end: datetime | None
+    options: RunOptions
+    cache_hits: int
+    error: str | None
+    duration_ms: float | None
+    inserted_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TradeRead(BaseModel):
+    seq: int
+    symbol: str
+    direction: Literal["long", "short"]
+    size: float
+    entry_time: datetime
+    exit_time: datetime
+    entry_price: float
+    exit_price: float
+    commission: float
+    pnl: float
+    return_pct: float
+    exit_reason: str
+
+
+class TradeList(BaseModel):
+    trades: list[TradeRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class EquityPoint(BaseModel):
+    ts: datetime
+    equity: float
+
+
+class EquityCurve(BaseModel):
+    id: uuid.UUID
+    points: list[EquityPoint]
+
+
+class SweepAccepted(BaseModel):
+    id: uuid.UUID
+    runs: int
+    cached: int
+
+
+class SweepEntry(BaseModel):
+    run_id: uuid.UUID
+    params: dict[str, Any]
+    value: float | int
+    status: str
+
+
+class SweepReport(BaseModel):
+    id: uuid.UUID
+    metric: str
+    total: int
+    status: dict[str, int]
+    finished: bool
+    ranking: list[SweepEntry]

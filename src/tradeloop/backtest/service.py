@@ -1,0 +1,379 @@
+"""Backtests: submit (with the result cache), queue per user, execute, store, read, gate.
+
+A run is identified by its cache key: a hash of everything that determines its result (the
+normalised definition, params, symbols, timeframe, range, costs, fill model, engine version
+and the fingerprint of every bar series used). Asking again for the same key answers with the
+stored run at once; importing changed bars changes the fingerprint, hence the key.
+
+Runs wait as `queued` and at most `MAX_CONCURRENT_BACKTESTS` per user are `running`; a run
+either stores all of its results in one unit of work or none and ends `failed` with its error.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import structlog
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tradeloop.backtest.engine import BacktestOptions, SymbolBars, run_backtest
+from tradeloop.backtest.metrics import METRICS, compute_metrics
+from tradeloop.backtest.models import BacktestResult, BacktestRun, BacktestTrade, RunStatus
+from tradeloop.backtest.results import BacktestOutput
+from tradeloop.db import Database, utcnow
+from tradeloop.errors import AppError, ConflictError
+from tradeloop.market_data import service as market_data
+from tradeloop.ownership import OwnedRepository
+from tradeloop.strategies import service as strategies
+from tradeloop.strategies.compiler import CompiledStrategy
+from tradeloop.strategies.models import Strategy, StrategyStatus
+from tradeloop.tasks import enqueue
+
+log = structlog.get_logger(__name__)
+
+ENGINE_VERSION = "1"
+METRIC_CATEGORY = {spec.name: spec.category for spec in METRICS}
+Progress = Callable[[str], None]
+
+
+class RunRepository(OwnedRepository[BacktestRun]):
+    model = BacktestRun
+    label = "Backtest run"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a user asks to backtest; empty symbols mean the definition's own."""
+
+    strategy: str
+    symbols: Sequence[str] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    params: dict[str, Any] | None = None
+    options: BacktestOptions = field(default_factory=BacktestOptions)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    run: BacktestRun
+    cached: bool
+
+
+def submit_run(*, session: Session, owner_id: uuid.UUID, request: RunRequest,
+               max_running: int, schedule: bool = True) -> Submitted:
+    """The stored run for this exact request (cached), or a new queued one.
+
+    `schedule=False` leaves starting the queue to the caller (sweeps start it once)."""
+    strategy = strategies.find_by_name_or_id(session=session, owner_id=owner_id,
+                                             name_or_id=request.strategy)
+    compiled = strategies.compiled(strategy, request.params)
+    symbols = _symbols_for(request, compiled)
+    key = cache_key(owner_id, compiled, symbols, request,
+                    market_data.series_fingerprints(session=session, symbols=symbols,
+                                                    timeframe=compiled.definition.timeframe))
+    existing = _find_by_key(session, key)
+    if existing is not None:
+        return _reuse(session, existing, max_running, schedule)
+    run = _new_run(owner_id, strategy, compiled, symbols, request, key)
+    try:
+        with session.begin_nested():
+            session.add(run)
+    except IntegrityError:  # the same request committed by someone else a moment ago
+        existing = _find_by_key(session, key)
+        assert existing is not None
+        return _reuse(session, existing, max_running, schedule)
+    if schedule:
+        start_queue(session=session, owner_id=owner_id, max_running=max_running)
+    return Submitted(run, cached=False)
+
+
+def start_queue(*, session: Session, owner_id: uuid.UUID, max_running: int,
+                workers: int = 1) -> None:
+    """After commit, start `workers` queue processors for the owner (each respects the limit)."""
+    for _ in range(max(1, min(workers, max_running))):
+        enqueue(session, "process_backtest_queue", str(owner_id), max_running)
+
+
+def _symbols_for(request: RunRequest, compiled: CompiledStrategy) -> list[str]:
+    chosen = request.symbols or compiled.definition.symbols
+    symbols = sorted({market_data.normalize_symbol(s) for s in chosen})
+    return symbols
+
+
+def cache_key(owner_id: uuid.UUID, compiled: CompiledStrategy, symbols: Sequence[str],
+              request: RunRequest, fingerprints: dict[str, str]) -> str:
+    """SHA-256 over everything that determines a result (see the module docstring)."""
+    missing = [symbol for symbol, fingerprint in fingerprints.items() if not fingerprint]
+    if missing:
+        timeframe = compiled.definition.timeframe
+        raise market_data.NoBarsError(
+            f"No {timeframe} bars for {', '.join(missing)}; import them (`tradeloop data "
+            f"import FILE --symbol SYMBOL --timeframe {timeframe}`) or choose other symbols",
+            details={"missing": missing, "timeframe": timeframe})
+    definition = compiled.definition
+    payload = {
+        "engine": ENGINE_VERSION, "owner": str(owner_id), "timeframe": definition.timeframe,
+        # ast.dump ignores spacing and quoting, so a reformatted definition hits the cache.
+        "indicators": {n: ast.dump(e.tree) for n, e in definition.indicators.items()},
+        "entry": {s: ast.dump(e.tree) for s, e in definition.entry.items()},
+        "exit": {s: ast.dump(e.tree) for s, e in definition.exit.items()},
+        "risk": asdict(definition.risk), "params": compiled.params, "symbols": list(symbols),
+        "start": request.start.isoformat() if request.start else None,
+        "end": request.end.isoformat() if request.end else None,
+        "options": asdict(request.options), "bars": fingerprints,
+    }
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=float)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _find_by_key(session: Session, key: str) -> BacktestRun | None:
+    return session.scalars(select(BacktestRun).where(BacktestRun.cache_key == key)).first()
+
+
+def _reuse(session: Session, run: BacktestRun, max_running: int, schedule: bool) -> Submitted:
+    if run.status == RunStatus.DONE:
+        session.execute(update(BacktestRun).where(BacktestRun.id == run.id)
+                        .values(cache_hits=BacktestRun.cache_hits + 1))
+        return Submitted(run, cached=True)
+    if run.status == RunStatus.FAILED:  # asking again retries a failed run
+        run.status, run.error, run.finished_at = RunStatus.QUEUED.value, None, None
+        session.flush()
+        if schedule:
+            start_queue(session=session, owner_id=run.user_id, max_running=max_running)
+    return Submitted(run, cached=False)
+
+
+def _new_run(owner_id: uuid.UUID, strategy: Strategy, compiled: CompiledStrategy,
+             symbols: list[str], request: RunRequest, key: str) -> BacktestRun:
+    options = request.options
+    return BacktestRun(
+        user_id=owner_id, strategy_id=strategy.id, strategy_name=strategy.name,
+        strategy_version=strategy.version, definition=strategy.definition,
+        symbols="," + ",".join(symbols) + ",", timeframe=compiled.definition.timeframe,
+        start=request.start, end=request.end, params=compiled.params, cash=options.cash,
+        commission=options.commission, commission_fixed=options.commission_fixed,
+        slippage_bps=options.slippage_bps, fill=options.fill, size_units=options.size_units,
+        status=RunStatus.QUEUED.value, cache_key=key, cache_hits=0)
+
+
+def claim_next_run(*, session: Session, owner_id: uuid.UUID,
+                   max_running: int) -> BacktestRun | None:
+    """Mark the owner's oldest queued run running, unless max_running already run."""
+    # Locking the owner's active runs serialises concurrent claimers on PostgreSQL (SQLite
+    # units of work are serialised already), so the limit holds under any interleaving.
+    active = session.scalars(
+        select(BacktestRun)
+        .where(BacktestRun.user_id == owner_id,
+               BacktestRun.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))
+        .order_by(BacktestRun.inserted_at, BacktestRun.id).with_for_update()).all()
+    running = sum(run.status == RunStatus.RUNNING for run in active)
+    queued = [run for run in active if run.status == RunStatus.QUEUED]
+    if running >= max_running or not queued:
+        return None
+    run = queued[0]
+    run.status, run.started_at = RunStatus.RUNNING.value, utcnow()
+    session.flush()
+    return run
+
+
+def process_queue(*, db: Database, owner_id: uuid.UUID, max_running: int) -> int:
+    """Run the owner's queued backtests while a slot is free; returns how many ran."""
+    ran = 0
+    while True:
+        with db.unit_of_work() as session:
+            run = claim_next_run(session=session, owner_id=owner_id, max_running=max_running)
+            run_id = run.id if run else None
+        if run_id is None:
+            return ran
+        execute_run(db=db, run_id=run_id)
+        ran += 1
+
+
+def execute_run(*, db: Database, run_id: uuid.UUID, progress: Progress | None = None) -> None:
+    """Compute and store one claimed run; on any error store nothing but the failure."""
+    started = time.perf_counter()
+    try:
+        with db.unit_of_work() as session:
+            run = session.get(BacktestRun, run_id)
+            if run is None:  # deleted while queued
+                return
+            output = compute_output(session=session, run=run, progress=progress)
+            store_output(session=session, run=run, output=output)
+            _finish(run, RunStatus.DONE, started)
+    except Exception as exc:
+        log.exception("backtest_failed", run_id=str(run_id))
+        with db.unit_of_work() as session:
+            run = session.get(BacktestRun, run_id)
+            if run is not None:
+                run.error = _describe_failure(exc)
+                _finish(run, RunStatus.FAILED, started)
+
+
+def _finish(run: BacktestRun, status: RunStatus, started: float) -> None:
+    run.status, run.finished_at = status.value, utcnow()
+    run.duration_ms = round((time.perf_counter() - started) * 1000, 2)
+
+
+def _describe_failure(exc: Exception) -> str:
+    if isinstance(exc, AppError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def compute_output(*, session: Session, run: BacktestRun,
+                   progress: Progress | None = None) -> BacktestOutput:
+    """Evaluate the run's definition on its bars and simulate it."""
+    compiled = strategies.compile_definition(run.definition, run.params)
+    inputs = []
+    for symbol in run.symbol_list:
+        if progress:
+            progress(symbol)
+        bars = market_data.load_bars(session=session, symbol=symbol, timeframe=run.timeframe,
+                                     start=run.start, end=run.end)
+        signals = compiled.evaluate(bars.as_mapping())
+        inputs.append((SymbolBars(symbol=symbol, ts=bars.ts, open=bars.open, high=bars.high,
+                                  low=bars.low, close=bars.close), signals))
+    options = BacktestOptions(cash=run.cash, commission=run.commission,
+                              commission_fixed=run.commission_fixed,
+                              slippage_bps=run.slippage_bps, fill=run.fill,  # type: ignore[arg-type]
+                              size_units=run.size_units)  # type: ignore[arg-type]
+    return run_backtest(inputs, compiled.risk, options)
+
+
+def store_output(*, session: Session, run: BacktestRun, output: BacktestOutput) -> None:
+    """Metrics as typed columns, the equity curve compressed, every trade as a row."""
+    grouped = compute_metrics(output)
+    flat = {name: value for values in grouped.values() for name, value in values.items()}
+    session.add(BacktestResult(
+        run_id=run.id, equity_ts=_pack(output.ts.astype("datetime64[ns]").astype(np.int64)),
+        equity_values=_pack(output.equity.astype(np.float64)), **flat))
+    trades = output.trades
+    if len(trades):
+        session.execute(insert(BacktestTrade), [
+            {"id": uuid.uuid4(), "run_id": run.id, "seq": seq, "symbol": str(trades.symbol[i]),
+             "direction": int(trades.direction[i]), "size": float(trades.size[i]),
+             "entry_bar": int(trades.entry_index[i]), "exit_bar": int(trades.exit_index[i]),
+             "entry_time": market_data.utc_datetime(trades.entry_time[i]),
+             "exit_time": market_data.utc_datetime(trades.exit_time[i]),
+             "entry_price": float(trades.entry_price[i]),
+             "exit_price": float(trades.exit_price[i]),
+             "commission": float(trades.commission[i]), "pnl": float(trades.pnl[i]),
+             "return_pct": float(trades.return_pct[i]) * 100,
+             "exit_reason": str(trades.exit_reason[i])}
+            for seq, i in enumerate(range(len(trades)))])
+    session.flush()
+
+
+def _pack(values: np.ndarray) -> bytes:
+    return zlib.compress(np.ascontiguousarray(values).tobytes(), level=1)
+
+
+def equity_curve(result: Any, points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The stored equity curve (ts as datetime64[ns]); `points` thins it evenly for charts."""
+    ts = np.frombuffer(zlib.decompress(result.equity_ts), dtype=np.int64).astype("datetime64[ns]")
+    equity = np.frombuffer(zlib.decompress(result.equity_values), dtype=np.float64)
+    if points and len(ts) > points:
+        keep = np.unique(np.linspace(0, len(ts) - 1, points).round().astype(np.int64))
+        ts, equity = ts[keep], equity[keep]
+    return ts, equity
+
+
+def grouped_metrics(result: Any | None) -> dict[str, dict[str, Any]]:
+    """A result row's metrics as {category: {name: value}} (empty before it is done)."""
+    if result is None:
+        return {}
+    grouped: dict[str, dict[str, Any]] = {}
+    for spec in METRICS:
+        grouped.setdefault(spec.category, {})[spec.name] = getattr(result, spec.name)
+    return grouped
+
+
+def get_run(*, session: Session, owner_id: uuid.UUID, run_id: uuid.UUID) -> BacktestRun:
+    return RunRepository(session, owner_id).get(run_id)
+
+
+def get_result(*, session: Session, run: BacktestRun) -> Any | None:
+    return session.get(BacktestResult, run.id)
+
+
+SUMMARY_METRICS = ("return_pct", "sharpe_ratio", "max_drawdown_pct", "num_trades")
+
+
+def list_runs(*, session: Session, owner_id: uuid.UUID, limit: int, offset: int,
+              strategy_id: uuid.UUID | None = None, symbol: str | None = None,
+              status: str | None = None) -> list[tuple[BacktestRun, dict[str, Any]]]:
+    """The owner's runs, newest first, each with a few headline metrics."""
+    columns = [getattr(BacktestResult, name) for name in SUMMARY_METRICS]
+    query = (RunRepository(session, owner_id).select()
+             .add_columns(*columns)
+             .outerjoin(BacktestResult, BacktestResult.run_id == BacktestRun.id)
+             .order_by(BacktestRun.inserted_at.desc(), BacktestRun.id.desc())
+             .limit(limit).offset(offset))
+    if strategy_id:
+        query = query.where(BacktestRun.strategy_id == strategy_id)
+    if symbol:
+        query = query.where(BacktestRun.symbols.like(
+            f"%,{market_data.normalize_symbol(symbol)},%"))
+    if status:
+        query = query.where(BacktestRun.status == status)
+    return [(row[0], dict(zip(SUMMARY_METRICS, row[1:], strict=True)))
+            for row in session.execute(query)]
+
+
+def list_trades(*, session: Session, run: BacktestRun, limit: int,
+                offset: int) -> tuple[list[BacktestTrade], int]:
+    query = select(BacktestTrade).where(BacktestTrade.run_id == run.id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(BacktestTrade.seq).limit(limit).offset(offset)).all()
+    return list(rows), int(total)
+
+
+def delete_run(*, session: Session, owner_id: uuid.UUID, run_id: uuid.UUID) -> None:
+    RunRepository(session, owner_id).delete(run_id)
+
+
+def cache_stats(*, session: Session) -> dict[str, Any]:
+    """Runs by status and the cache hit rate (hits / (hits + computed runs))."""
+    by_status = dict(session.execute(
+        select(BacktestRun.status, func.count()).group_by(BacktestRun.status)).all())
+    hits = int(session.scalar(select(func.coalesce(func.sum(BacktestRun.cache_hits), 0))) or 0)
+    misses = int(sum(by_status.values()))
+    total = hits + misses
+    return {"runs": {status.value: int(by_status.get(status.value, 0)) for status in RunStatus},
+            "cache": {"hits": hits, "misses": misses,
+                      "hit_rate": round(hits / total, 4) if total else None}}
+
+
+def activate_strategy(*, session: Session, owner_id: uuid.UUID,
+                      strategy_id: uuid.UUID) -> Strategy:
+    """Activate a strategy version, only if a backtest of exactly this version finished."""
+    strategy = strategies.get_strategy(session=session, owner_id=owner_id,
+                                       strategy_id=strategy_id)
+    tested = session.scalar(select(func.count()).select_from(BacktestRun).where(
+        BacktestRun.user_id == owner_id, BacktestRun.strategy_id == strategy.id,
+        BacktestRun.definition == strategy.definition,
+        BacktestRun.status == RunStatus.DONE.value))
+    if not tested:
+        raise ConflictError(
+            f"'{strategy.name}' version {strategy.version} has no finished backtest of this "
+            "exact definition; run one (POST /api/v1/backtest/run or `tradeloop backtest run "
+            f"--strategy {strategy.id}`) and activate again",
+            code="backtest_required", details={"strategy_id": str(strategy.id),
+                                               "version": strategy.version})
+    if strategy.status == StrategyStatus.ARCHIVED:
+        raise ConflictError("An archived version cannot be activated; create a new version",
+                            code="archived")
+    return strategies.set_status(session=session, strategy=strategy,
+                                 status=StrategyStatus.ACTIVE)

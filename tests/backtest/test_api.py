@@ -1,0 +1,300 @@
+"""Backtest API and service: runs, cache hits/misses/invalidation, results, trades, equity,
+sweeps, failures, the concurrency limit, the activation gate and isolation."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, func, select
+
+from tests.conftest import store_bars, wait_for_tasks
+from tradeloop.backtest import service
+from tradeloop.backtest.metrics import METRICS
+from tradeloop.backtest.models import BacktestResult, BacktestRun, BacktestTrade, RunStatus
+from tradeloop.db import Database
+from tradeloop.market_data.models import Bar
+from tradeloop.strategies.demo import MARKET_STRUCTURE, SMA_CROSS
+
+BASE = "/api/v1/backtest"
+DEFINITION = SMA_CROSS.replace("[ACME, GLOBX, INITECH, UMBRL, BTCUSD]", "[AAA, BBB]")
+REQUIRED_METRICS = (
+    "start", "end", "duration_days", "exposure_time_pct", "equity_final", "equity_peak",
+    "commissions", "return_pct", "buy_hold_return_pct", "return_ann_pct", "volatility_ann_pct",
+    "cagr_pct", "sharpe_ratio", "sortino_ratio", "calmar_ratio", "alpha_pct", "beta",
+    "max_drawdown_pct", "avg_drawdown_pct", "max_drawdown_duration_days",
+    "avg_drawdown_duration_days", "num_trades", "win_rate_pct", "best_trade_pct",
+    "worst_trade_pct", "avg_trade_pct", "max_trade_duration_days", "avg_trade_duration_days",
+    "profit_factor", "expectancy_pct", "sqn", "kelly_criterion",
+)
+
+
+@pytest.fixture
+def strategy(client: TestClient, db: Database, alice: dict) -> dict:
+    store_bars(db, "AAA", 400, seed=1)
+    store_bars(db, "BBB", 400, seed=2)
+    response = client.post("/api/v1/strategies", json={"definition": DEFINITION},
+                           headers=alice)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def run(client: TestClient, headers: dict, strategy: dict, **extra) -> dict:
+    response = client.post(f"{BASE}/run", json={"strategy_id": strategy["id"], **extra},
+                           headers=headers)
+    assert response.status_code in (200, 202), response.text
+    wait_for_tasks()
+    return response.json()
+
+
+def count(db: Database, model: type, **where) -> int:
+    with db.unit_of_work() as session:
+        query = select(func.count()).select_from(model)
+        for name, value in where.items():
+            query = query.where(getattr(model, name) == value)
+        return int(session.scalar(query) or 0)
+
+
+def test_metric_registry_has_the_required_names() -> None:
+    names = [spec.name for spec in METRICS]
+    assert len(names) == len(set(names)) >= 67
+    assert set(REQUIRED_METRICS) <= set(names)
+    assert {spec.category for spec in METRICS} == {
+        "period", "returns", "risk", "risk_adjusted", "drawdown", "trades", "exposure",
+        "benchmark"}
+
+
+class TestRun:
+    def test_run_then_read_result_trades_and_equity(self, client: TestClient, alice: dict,
+                                                    strategy: dict) -> None:
+        accepted = run(client, alice, strategy, commission=0.001)
+        assert accepted["status"] == "queued" and accepted["cached"] is False
+        result = client.get(f"{BASE}/results/{accepted['id']}", headers=alice).json()
+        assert result["status"] == "done", result["error"]
+        assert set(result) >= {"id", "status", "strategy", "params", "symbols", "cached",
+                               "metrics"}
+        assert result["strategy"] == {"id": strategy["id"], "name": "sma_cross", "version": 1}
+        assert result["symbols"] == ["AAA", "BBB"]
+        assert result["params"] == {"fast": 10, "slow": 30}
+        assert result["options"]["commission"] == 0.001
+        flat = {n: v for group in result["metrics"].values() for n, v in group.items()}
+        assert set(REQUIRED_METRICS) <= set(flat)
+        assert flat["num_trades"] > 0 and flat["commissions"] > 0
+
+        trades = client.get(f"{BASE}/results/{accepted['id']}/trades", headers=alice).json()
+        assert trades["total"] == flat["num_trades"] == len(trades["trades"])
+        assert {t["symbol"] for t in trades["trades"]} == {"AAA", "BBB"}
+        equity = client.get(f"{BASE}/results/{accepted['id']}/equity", params={"points": 50},
+                            headers=alice).json()["points"]
+        assert len(equity) == 50
+        assert equity[-1]["equity"] == pytest.approx(flat["equity_final"])
+        assert equity[0]["equity"] == pytest.approx(10_000)
+
+    def test_listing_is_newest_first_and_filters(self, client: TestClient, alice: dict,
+                                                 strategy: dict) -> None:
+        first = run(client, alice, strategy)
+        second = run(client, alice, strategy, symbols=["AAA"])
+        listing = client.get(f"{BASE}/results", params={"limit": 20}, headers=alice).json()
+        assert [r["id"] for r in listing["results"]] == [second["id"], first["id"]]
+        assert listing["results"][0]["summary"]["num_trades"] > 0
+        only_bbb = client.get(f"{BASE}/results", params={"symbol": "bbb"}, headers=alice).json()
+        assert [r["id"] for r in only_bbb["results"]] == [first["id"]]
+
+    def test_bad_requests(self, client: TestClient, alice: dict, strategy: dict) -> None:
+        both = client.post(f"{BASE}/run", json={"strategy_id": strategy["id"],
+                                                "strategy_name": "sma_cross"}, headers=alice)
+        assert both.status_code == 422
+        no_bars = client.post(f"{BASE}/run", json={"strategy_name": "sma_cross",
+                                                   "symbols": ["ZZZ"]}, headers=alice)
+        assert no_bars.status_code == 422 and no_bars.json()["error"]["code"] == "no_bars"
+        bad_param = client.post(f"{BASE}/run", json={"strategy_id": strategy["id"],
+                                                     "params": {"fast": -1}}, headers=alice)
+        assert bad_param.status_code == 422
+        bad_fill = client.post(f"{BASE}/run", json={"strategy_id": strategy["id"],
+                                                    "fill": "vwap"}, headers=alice)
+        assert bad_fill.status_code == 422
+
+
+class TestCache:
+    def test_identical_request_is_answered_from_the_cache(self, client: TestClient,
+                                                          alice: dict, strategy: dict) -> None:
+        first = run(client, alice, strategy)
+        again = client.post(f"{BASE}/run", json={"strategy_name": "sma_cross",
+                                                 "symbols": ["BBB", "aaa"]}, headers=alice)
+        assert again.status_code == 200
+        body = again.json()
+        assert body["cached"] is True and body["id"] == first["id"]
+        assert body["status"] == "done" and body["metrics"]["trades"]["num_trades"] > 0
+        stats = client.get("/metrics/backtests", headers=alice).json()
+        assert stats["cache"] == {"hits": 1, "misses": 1, "hit_rate": 0.5}
+
+    def test_other_params_or_costs_miss(self, client: TestClient, alice: dict,
+                                        strategy: dict) -> None:
+        first = run(client, alice, strategy)
+        assert run(client, alice, strategy, params={"fast": 12})["id"] != first["id"]
+        assert run(client, alice, strategy, commission=0.001)["id"] != first["id"]
+        assert run(client, alice, strategy, fill="close")["id"] != first["id"]
+
+    def test_changed_bars_invalidate(self, client: TestClient, db: Database, alice: dict,
+                                     strategy: dict) -> None:
+        first = run(client, alice, strategy)
+        store_bars(db, "AAA", 401, seed=1)  # one more bar: the series' fingerprint changes
+        second = run(client, alice, strategy)
+        assert second["cached"] is False and second["id"] != first["id"]
+        assert client.get(f"{BASE}/results/{second['id']}", headers=alice).json()["status"] \
+            == "done"
+
+    def test_reformatted_definition_hits(self, client: TestClient, alice: dict,
+                                         strategy: dict) -> None:
+        first = run(client, alice, strategy)
+        reformatted = DEFINITION.replace("sma(close, fast)", "sma( close ,fast )").replace(
+            "name: sma_cross", "name: sma_cross_copy")
+        other = client.post("/api/v1/strategies", json={"definition": reformatted},
+                            headers=alice).json()
+        again = client.post(f"{BASE}/run", json={"strategy_id": other["id"]}, headers=alice)
+        assert again.status_code == 200 and again.json()["id"] == first["id"]
+
+
+class TestFailures:
+    def test_failed_run_stores_its_error_and_no_partial_rows(
+            self, client: TestClient, db: Database, alice: dict, strategy: dict,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        original = service.store_output
+
+        def store_then_crash(**kwargs) -> None:
+            original(**kwargs)
+            raise RuntimeError("disk full")
+
+        monkeypatch.setattr(service, "store_output", store_then_crash)
+        accepted = run(client, alice, strategy)
+        result = client.get(f"{BASE}/results/{accepted['id']}", headers=alice).json()
+        assert result["status"] == "failed" and "disk full" in result["error"]
+        assert result["metrics"] == {}
+        assert count(db, BacktestResult) == 0 and count(db, BacktestTrade) == 0
+
+        monkeypatch.setattr(service, "store_output", original)
+        retried = run(client, alice, strategy)
+        assert retried["id"] == accepted["id"]
+        assert client.get(f"{BASE}/results/{accepted['id']}", headers=alice).json()[
+            "status"] == "done"
+
+    def test_bars_removed_before_the_run_fail_clearly(self, client: TestClient, db: Database,
+                                                      alice: dict, strategy: dict) -> None:
+        with db.unit_of_work() as session:
+            submitted = service.submit_run(
+                session=session, owner_id=_user_id(client, alice),
+                request=service.RunRequest(strategy=strategy["id"]), max_running=5,
+                schedule=False)
+            run_id = submitted.run.id
+            session.execute(delete(Bar).where(Bar.symbol == "BBB"))
+        service.execute_run(db=db, run_id=run_id)
+        result = client.get(f"{BASE}/results/{run_id}", headers=alice).json()
+        assert result["status"] == "failed" and "No 1d bars for BBB" in result["error"]
+
+
+def _user_id(client: TestClient, headers: dict) -> uuid.UUID:
+    return uuid.UUID(client.get("/api/v1/auth/me", headers=headers).json()["id"])
+
+
+def test_at_most_max_running_per_user(client: TestClient, db: Database, alice: dict,
+                                      strategy: dict) -> None:
+    owner = _user_id(client, alice)
+    with db.unit_of_work() as session:
+        for fast in (5, 6, 7):
+            service.submit_run(session=session, owner_id=owner, max_running=2, schedule=False,
+                               request=service.RunRequest(strategy=strategy["id"],
+                                                          params={"fast": fast}))
+
+    def claim() -> uuid.UUID | None:
+        with db.unit_of_work() as session:
+            claimed = service.claim_next_run(session=session, owner_id=owner, max_running=2)
+            return claimed.id if claimed else None
+
+    first, second, third = claim(), claim(), claim()
+    assert first and second and third is None
+    assert count(db, BacktestRun, status=RunStatus.RUNNING.value) == 2
+    service.execute_run(db=db, run_id=first)
+    assert claim() is not None
+    assert count(db, BacktestRun, status=RunStatus.QUEUED.value) == 0
+
+
+class TestActivation:
+    def test_refused_until_this_version_was_backtested(self, client: TestClient, alice: dict,
+                                                       strategy: dict) -> None:
+        url = f"/api/v1/strategies/{strategy['id']}/activate"
+        refused = client.post(url, headers=alice)
+        assert refused.status_code == 409
+        assert refused.json()["error"]["code"] == "backtest_required"
+        assert "no finished backtest" in refused.json()["error"]["message"]
+        run(client, alice, strategy)
+        activated = client.post(url, headers=alice)
+        assert activated.status_code == 200 and activated.json()["status"] == "active"
+
+    def test_a_draft_edited_after_its_backtest_needs_a_new_one(
+            self, client: TestClient, alice: dict, strategy: dict) -> None:
+        run(client, alice, strategy)
+        edited = client.patch(f"/api/v1/strategies/{strategy['id']}", headers=alice, json={
+            "lock_version": 1, "definition": DEFINITION.replace("slow: 30", "slow: 40")})
+        assert edited.status_code == 200
+        assert client.post(f"/api/v1/strategies/{strategy['id']}/activate",
+                           headers=alice).status_code == 409
+
+    def test_failed_backtest_does_not_count(self, client: TestClient, alice: dict,
+                                            strategy: dict,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+        def crash(**_kwargs) -> None:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(service, "store_output", crash)
+        accepted = run(client, alice, strategy)
+        assert client.get(f"{BASE}/results/{accepted['id']}", headers=alice).json()[
+            "status"] == "failed"
+        assert client.post(f"/api/v1/strategies/{strategy['id']}/activate",
+                           headers=alice).status_code == 409
+
+
+def test_sweep_fans_out_and_ranks(client: TestClient, alice: dict, strategy: dict) -> None:
+    response = client.post(f"{BASE}/sweep", headers=alice, json={
+        "strategy_id": strategy["id"], "grid": {"fast": "5:15:5", "slow": [30, 40]},
+        "metric": "return_pct"})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["runs"] == 6 and accepted["cached"] == 0
+    wait_for_tasks()
+    report = client.get(f"{BASE}/sweep/{accepted['id']}", headers=alice).json()
+    assert report["finished"] and report["status"] == {"done": 6}
+    values = [entry["value"] for entry in report["ranking"]]
+    assert values == sorted(values, reverse=True) and len(values) == 6
+    assert {(e["params"]["fast"], e["params"]["slow"]) for e in report["ranking"]} == {
+        (f, s) for f in (5, 10, 15) for s in (30, 40)}
+    again = client.post(f"{BASE}/sweep", headers=alice, json={
+        "strategy_id": strategy["id"], "grid": {"fast": [5, 10]}, "metric": "sharpe_ratio"})
+    assert again.json()["cached"] == 2  # slow=30 is the default: (5,30),(10,30) ran above
+    bad = client.post(f"{BASE}/sweep", headers=alice, json={
+        "strategy_id": strategy["id"], "grid": {"fast": "9:1:1"}, "metric": "nope"})
+    assert bad.status_code == 422
+
+
+def test_other_users_get_404_everywhere(client: TestClient, alice: dict, bob: dict,
+                                        strategy: dict) -> None:
+    accepted = run(client, alice, strategy)
+    url = f"{BASE}/results/{accepted['id']}"
+    answers = [client.get(url, headers=bob), client.get(f"{url}/trades", headers=bob),
+               client.get(f"{url}/equity", headers=bob), client.delete(url, headers=bob),
+               client.post(f"{BASE}/run", json={"strategy_id": strategy["id"]}, headers=bob),
+               client.post(f"/api/v1/strategies/{strategy['id']}/activate", headers=bob)]
+    assert [a.status_code for a in answers] == [404] * len(answers)
+    assert client.get(f"{BASE}/results", headers=bob).json()["results"] == []
+    assert client.delete(url, headers=alice).status_code == 204
+    assert client.get(url, headers=alice).status_code == 404
+
+
+def test_market_structure_runs_long_and_short(client: TestClient, alice: dict,
+                                              strategy: dict) -> None:
+    definition = MARKET_STRUCTURE.replace("[ACME, GLOBX, INITECH, UMBRL, BTCUSD]", "[AAA]")
+    created = client.post("/api/v1/strategies", json={"definition": definition},
+                          headers=alice).json()
+    accepted = run(client, alice, created)
+    trades = client.get(f"{BASE}/results/{accepted['id']}/trades", headers=alice).json()
+    assert {t["direction"] for t in trades["trades"]} == {"long", "short"}
