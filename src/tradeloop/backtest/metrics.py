@@ -450,8 +450,14 @@ def beta(equity: np.ndarray, market: np.ndarray) -> float:
         x = np.diff(np.log(equity))
         y = np.diff(np.log(market))
         x -= x.mean()
-        y -= y.mean()
-        return safe_div(float(x @ y), float(y @ y))
+        y_mean = y.mean()
+        y -= y_mean
+        # einsum stays on one core; BLAS dot spins extra threads for no gain at this size.
+        ss_y = float(np.einsum("i,i->", y, y))
+        if ss_y <= len(y) * (1e-12 * y_mean) ** 2:
+            # A constant benchmark return leaves only rounding noise as variance.
+            return math.nan
+        return safe_div(float(np.einsum("i,i->", x, y)), ss_y)
 
 
 def capture(returns: np.ndarray, bench: np.ndarray, ppy: int) -> float:
@@ -571,7 +577,7 @@ def drawdown_metrics(c: _Curve) -> dict[str, Any]:
         "current_drawdown_pct": -c.dd[-1] * 100,
         "num_drawdowns": len(depths),
         "time_in_drawdown_pct": np.count_nonzero(c.dd > 0) / len(c.dd) * 100,
-        "ulcer_index": math.sqrt(c.dd @ c.dd / len(c.dd)) * 100,
+        "ulcer_index": math.sqrt(np.einsum("i,i->", c.dd, c.dd) / len(c.dd)) * 100,
     }
 
 
@@ -608,7 +614,7 @@ def _paired_returns(equity: np.ndarray, bench: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _correlation(x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) < 2:
+    if len(x) < 2 or not std(x) or not std(y):
         return math.nan
     x_dev, y_dev = x - x.mean(), y - y.mean()
     return safe_div(float(x_dev @ y_dev), math.sqrt(float(x_dev @ x_dev) * float(y_dev @ y_dev)))

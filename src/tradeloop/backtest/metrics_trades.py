@@ -45,8 +45,14 @@ def mean(values: np.ndarray) -> float:
 
 
 def std(values: np.ndarray) -> float:
-    """Sample standard deviation (ddof 1), pandas' default; NaN below two values."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    """Sample standard deviation (ddof 1), pandas' default; NaN below two values.
+
+    Exactly 0 for identical values (as empyrical): the mean's rounding would leave ~1e-18
+    and turn a ratio over it into a huge number instead of undefined.
+    """
+    if len(values) < 2:
+        return math.nan
+    return float(np.std(values, ddof=1)) if values.max() != values.min() else 0.0
 
 
 def maximum(values: np.ndarray) -> float:
