@@ -189,13 +189,9 @@ class _DefinitionReader:
         items: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if not isinstance(key, str):
-                self.error(key_node, f"keys of {what} must be names")
-            elif key in items:
-                self.error(key_node, f"duplicate key '{key}' in {what}")
-            elif allowed and key not in allowed:
-                self.error(key_node, f"unknown key '{key}' in {what}; allowed: "
-                           f"{', '.join(allowed)}")
+            problem = _key_problem(key, items, allowed, what)
+            if problem:
+                self.error(key_node, problem)
             else:
                 items[key] = value_node
         return items
@@ -352,11 +348,9 @@ class _DefinitionReader:
                       what: str) -> dict[str, _Source]:
         checked: dict[str, _Source] = {}
         for key, source in sources:
-            if key in checked:
-                self.error_at(source, f"duplicate key '{key}' in {what}")
-            elif allowed and key not in allowed:
-                self.error_at(source, f"unknown key '{key}' in {what}; allowed: "
-                              f"{', '.join(allowed)}")
+            problem = _key_problem(key, checked, allowed, what)
+            if problem:
+                self.error_at(source, problem)
             else:
                 checked[key] = source
         return checked
@@ -392,6 +386,18 @@ class _DefinitionReader:
                 continue
             values[key] = float(value)
         return RiskSettings(**values)
+
+
+def _key_problem(key: object, seen: dict[str, object], allowed: tuple[str, ...],
+                 what: str) -> str | None:
+    """Why `key` cannot be taken in a mapping of `what` (None when it can)."""
+    if not isinstance(key, str):
+        return f"keys of {what} must be names"
+    if key in seen:
+        return f"duplicate key '{key}' in {what}"
+    if allowed and key not in allowed:
+        return f"unknown key '{key}' in {what}; allowed: {', '.join(allowed)}"
+    return None
 
 
 @dataclass(frozen=True)
