@@ -188,11 +188,10 @@ def data_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def _owner_id(db: Database, email: str | None) -> Any:
     """The user the CLI acts for: --user EMAIL, else the first admin."""
     from tradeloop.accounts import service as accounts
-    from tradeloop.seeding import first_admin
 
     with db.unit_of_work() as session:
         user = (accounts.get_user_by_email(session=session, email=email) if email
-                else first_admin(session))
+                else accounts.first_admin(session=session))
         if user is None:
             raise _fail(f"no user {email}" if email else
                         "no admin yet: create one with `tradeloop user create --admin`")

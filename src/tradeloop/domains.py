@@ -12,6 +12,7 @@ ROUTER_MODULES = (
     "tradeloop.market_data.api",
     "tradeloop.strategies.api",
     "tradeloop.backtest.api",
+    "tradeloop.signals.api",
     "tradeloop.web.api",
 )
 TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.backtest.tasks")
@@ -20,6 +21,7 @@ MODEL_MODULES = (
     "tradeloop.market_data.models",
     "tradeloop.strategies.models",
     "tradeloop.backtest.models",
+    "tradeloop.signals.models",
 )
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tradeloop.accounts.models import User
+from tradeloop.accounts import service as accounts
 from tradeloop.market_data import service as market_data
 from tradeloop.market_data.bar_files import ParsedBars
 from tradeloop.market_data.demo import generate_demo_universe
@@ -23,11 +22,6 @@ class DemoSeedReport:
     skipped_real: list[str] = field(default_factory=list)
     strategies_created: list[str] = field(default_factory=list)
     owner_email: str | None = None
-
-
-def first_admin(session: Session) -> User | None:
-    return session.scalars(select(User).where(User.is_admin.is_(True))
-                           .order_by(User.inserted_at, User.id).limit(1)).first()
 
 
 def seed_demo(*, session: Session, progress: Progress | None = None) -> DemoSeedReport:
@@ -47,7 +41,7 @@ def seed_demo(*, session: Session, progress: Progress | None = None) -> DemoSeed
         report.series.append(market_data.import_bars(
             session=session, symbol=demo.symbol, timeframe=demo.timeframe, parsed=parsed,
             source=DEMO_SOURCE, synthetic=True, progress=progress))
-    owner = first_admin(session)
+    owner = accounts.first_admin(session=session)
     if owner is not None:
         report.owner_email = owner.email
         created = ensure_demo_strategies(session=session, owner_id=owner.id)

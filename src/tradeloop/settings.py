@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     mailer_from_name: str = "tradeloop"
     allow_registration: bool = True
     market_hours_enforced: bool = True
+    # Webhook signals whose timestamp is older than this are refused as replays (SPEC §6).
+    signal_replay_window_s: int = Field(default=86_400, ge=60)
     # Symbol → exchange calendar (ISO 10383 MIC, or "24/7"); unmapped crypto pairs are 24/7.
     symbol_exchanges: dict[str, str] = Field(default_factory=dict)
     default_exchange: str = "XNYS"

@@ -13,11 +13,11 @@ import pytest
 
 from tests.conftest import api_headers, make_settings, require_service, store_bars
 from tradeloop import domains, migrate
+from tradeloop.accounts.service import first_admin
 from tradeloop.backtest import sweeps
 from tradeloop.backtest.service import RunRequest
 from tradeloop.celery_app import make_celery_app
 from tradeloop.db import Database
-from tradeloop.seeding import first_admin
 from tradeloop.strategies import service as strategies
 from tradeloop.strategies.demo import SMA_CROSS
 from tradeloop.tasks import CeleryTaskRunner, load_task_modules, set_task_runner
@@ -34,7 +34,7 @@ def test_sweep_runs_on_a_real_celery_worker(tmp_path: Path) -> None:
     api_headers(db, "owner@example.com", admin=True)
     store_bars(db, "AAA", 500)
     with db.unit_of_work() as session:
-        owner = first_admin(session)
+        owner = first_admin(session=session)
         assert owner is not None
         owner_id = owner.id
         strategies.create_strategy(session=session, owner_id=owner_id, definition=SMA_CROSS

@@ -64,6 +64,12 @@ def get_user_by_email(*, session: Session, email: str) -> User | None:
     return session.scalars(select(User).where(User.email == normalize_email(email))).first()
 
 
+def first_admin(*, session: Session) -> User | None:
+    """The earliest admin: owner of the default webhook endpoint and the demo strategies."""
+    return session.scalars(select(User).where(User.is_admin.is_(True))
+                           .order_by(User.inserted_at, User.id).limit(1)).first()
+
+
 def get_user(*, session: Session, user_id: uuid.UUID) -> User | None:
     return session.get(User, user_id)
 

@@ -1,0 +1,233 @@
+"""Signals API (SPEC §6): the webhooks, per-user endpoints, signals and processing errors."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from tradeloop.accounts.dependencies import CurrentUser
+from tradeloop.db import Database
+from tradeloop.deps import SessionDep, client_address
+from tradeloop.errors import AppError
+from tradeloop.logs import current_correlation_id
+from tradeloop.settings import Settings
+from tradeloop.signals import endpoints, service
+from tradeloop.signals.models import SignalOrigin, SignalStatus
+from tradeloop.signals.schemas import (
+    EndpointCreate,
+    EndpointList,
+    EndpointRead,
+    EndpointUpdate,
+    EndpointWithSecret,
+    ProcessingErrorList,
+    ProcessingErrorRead,
+    SignalList,
+    SignalRead,
+    WebhookAnswer,
+    WebhookError,
+)
+
+router = APIRouter(tags=["signals"])
+
+ENDPOINTS = "/api/v1/webhook-endpoints"
+SAMPLE_SIGNAL = {"source": "TradingView", "symbol": "SPY", "direction": "CALL",
+                 "timeframe": "5m", "timestamp": "2024-01-29T12:00:00Z", "price": 487.12,
+                 "secret": "<endpoint secret, if not signing with a header>",
+                 "metadata": {"score": 85, "confidence": 0.85}}
+WEBHOOK_DOC: dict[str, Any] = {
+    "requestBody": {"required": True, "description": "A signal (JSON, also as text/plain)",
+                    "content": {"application/json": {"example": SAMPLE_SIGNAL},
+                                "text/plain": {"example": SAMPLE_SIGNAL}}}}
+WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": WebhookAnswer, "description": text} for code, text in {
+        200: "ACCEPTED (stored and queued), DUPLICATE (already received, nothing changed) or "
+             "REJECTED (a replay, or an idempotency key reused with a different body)",
+        401: "Missing or invalid credentials; nothing stored",
+        403: "Client address not in the IP allowlist", 404: "Unknown or inactive endpoint",
+        413: "Body larger than 64 KiB", 422: "REJECTED: malformed, with every invalid field",
+    }.items()}
+
+
+class PayloadTooLargeError(AppError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+@router.post("/webhook", status_code=status.HTTP_200_OK, openapi_extra=WEBHOOK_DOC,
+             responses=WEBHOOK_RESPONSES)
+async def default_webhook(request: Request) -> JSONResponse:
+    """The default endpoint (the first admin's): WEBHOOK_SECRET as x-signature or body secret."""
+    return await _receive(request, None)
+
+
+@router.post("/webhook/{endpoint_key}", status_code=status.HTTP_200_OK,
+             openapi_extra=WEBHOOK_DOC, responses=WEBHOOK_RESPONSES)
+async def endpoint_webhook(endpoint_key: str, request: Request) -> JSONResponse:
+    """A user's endpoint, with its own secret, auth modes and IP allowlist."""
+    return await _receive(request, endpoint_key)
+
+
+async def read_body(request: Request, limit: int = service.MAX_BODY_BYTES) -> bytes:
+    """The raw body, refused with 413 past `limit` by Content-Length or by bytes received."""
+    declared = request.headers.get("content-length", "").strip()
+    if declared and (not declared.isdigit() or int(declared) > limit):
+        raise PayloadTooLargeError(f"Body larger than {limit} bytes")
+    chunks, size = [], 0
+    # Counted while streaming: a chunked or lying sender never makes us buffer more.
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"Body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def replay_window(settings: Settings) -> timedelta:
+    """SIGNAL_REPLAY_WINDOW_S when the setting exists, else the 24 h default."""
+    seconds = getattr(settings, "signal_replay_window_s", None)
+    return timedelta(seconds=seconds) if seconds else service.DEFAULT_REPLAY_WINDOW
+
+
+async def _receive(request: Request, endpoint_key: str | None) -> JSONResponse:
+    started = time.perf_counter()
+    correlation_id = current_correlation_id()
+    try:
+        raw_body = await read_body(request)
+        # Database work is synchronous; keep it off the event loop.
+        result = await run_in_threadpool(
+            _ingest, request.app.state.db, request.app.state.settings, endpoint_key, raw_body,
+            dict(request.headers), client_address(request), correlation_id)
+    except AppError as exc:
+        error = WebhookError(code=exc.code, message=exc.message, details=exc.details,
+                             correlation_id=correlation_id)
+        return _answer("REJECTED", exc.message, exc.status_code, started, correlation_id,
+                       error=error, headers=exc.headers)
+    error = None
+    if result.status == "REJECTED":
+        error = WebhookError(code=result.error_code or "rejected", message=result.message,
+                             details=result.details, correlation_id=correlation_id)
+    return _answer(result.status, result.message, result.http_status, started,
+                   correlation_id, signal_id=result.signal_id, error=error)
+
+
+def _ingest(db: Database, settings: Settings, endpoint_key: str | None, raw_body: bytes,
+            headers: dict[str, str], client_ip: str, correlation_id: str | None,
+            ) -> service.IngestResult:
+    # Our own unit of work, committed before we answer: ACCEPTED means durably stored.
+    with db.unit_of_work() as session:
+        if endpoint_key is None:
+            intake = service.default_intake(session=session,
+                                            webhook_secret=settings.secret("WEBHOOK_SECRET"))
+        else:
+            intake = service.endpoint_intake(session=session, endpoint_key=endpoint_key)
+        return service.receive_webhook(
+            session=session, intake=intake, raw_body=raw_body, headers=headers,
+            client_ip=client_ip, correlation_id=correlation_id,
+            replay_window=replay_window(settings))
+
+
+def _answer(status_: str, message: str, http_status: int, started: float,
+            correlation_id: str | None, *, signal_id: uuid.UUID | None = None,
+            error: WebhookError | None = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    answer = WebhookAnswer(
+        status=status_, message=message, correlation_id=correlation_id,  # type: ignore[arg-type]
+        processing_time_ms=round((time.perf_counter() - started) * 1000, 2),
+        signal_id=signal_id, error=error)
+    return JSONResponse(answer.model_dump(mode="json", exclude_none=True),
+                        status_code=http_status, headers=headers)
+
+
+# --- per-user endpoints ----------------------------------------------------------------------
+
+@router.get(ENDPOINTS, tags=["webhook endpoints"])
+def list_endpoints(user: CurrentUser, session: SessionDep) -> EndpointList:
+    """The caller's webhook endpoints (secrets are never shown again)."""
+    rows = endpoints.list_endpoints(session=session, owner_id=user.id)
+    return EndpointList(endpoints=[EndpointRead.model_validate(r) for r in rows],
+                        total=len(rows))
+
+
+@router.post(ENDPOINTS, status_code=status.HTTP_201_CREATED, tags=["webhook endpoints"])
+def create_endpoint(body: EndpointCreate, user: CurrentUser,
+                    session: SessionDep) -> EndpointWithSecret:
+    """Create an endpoint; the answer carries its secret, shown this once."""
+    endpoint = endpoints.create_endpoint(session=session, owner_id=user.id, data=body)
+    return EndpointWithSecret.model_validate(endpoint)
+
+
+@router.get(ENDPOINTS + "/{endpoint_id}", tags=["webhook endpoints"])
+def get_endpoint(endpoint_id: uuid.UUID, user: CurrentUser,
+                 session: SessionDep) -> EndpointRead:
+    endpoint = endpoints.get_endpoint(session=session, owner_id=user.id,
+                                      endpoint_id=endpoint_id)
+    return EndpointRead.model_validate(endpoint)
+
+
+@router.patch(ENDPOINTS + "/{endpoint_id}", tags=["webhook endpoints"])
+def update_endpoint(endpoint_id: uuid.UUID, body: EndpointUpdate, user: CurrentUser,
+                    session: SessionDep) -> EndpointRead:
+    """Change name, auth modes, IP allowlist, active flag or risk settings."""
+    endpoint = endpoints.update_endpoint(session=session, owner_id=user.id,
+                                         endpoint_id=endpoint_id, changes=body)
+    return EndpointRead.model_validate(endpoint)
+
+
+@router.delete(ENDPOINTS + "/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT,
+               tags=["webhook endpoints"])
+def delete_endpoint(endpoint_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
+    """Delete an endpoint; signals it received are kept."""
+    endpoints.delete_endpoint(session=session, owner_id=user.id, endpoint_id=endpoint_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(ENDPOINTS + "/{endpoint_id}/rotate-secret", tags=["webhook endpoints"])
+def rotate_secret(endpoint_id: uuid.UUID, user: CurrentUser,
+                  session: SessionDep) -> EndpointWithSecret:
+    """Replace the secret (shown this once); the old one stops working at once."""
+    endpoint = endpoints.rotate_secret(session=session, owner_id=user.id,
+                                       endpoint_id=endpoint_id)
+    return EndpointWithSecret.model_validate(endpoint)
+
+
+# --- signals and processing errors -------------------------------------------------------------
+
+@router.get("/api/v1/signals")
+def list_signals(user: CurrentUser, session: SessionDep, symbol: str | None = None,
+                 status_: Annotated[SignalStatus | None, Query(alias="status")] = None,
+                 origin: SignalOrigin | None = None,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                 offset: Annotated[int, Query(ge=0)] = 0) -> SignalList:
+    """The caller's signals, newest first."""
+    rows, total = service.list_signals(
+        session=session, owner_id=user.id, symbol=symbol,
+        status=status_.value if status_ else None, origin=origin.value if origin else None,
+        limit=limit, offset=offset)
+    return SignalList(signals=[SignalRead.model_validate(r) for r in rows], total=total,
+                      limit=limit, offset=offset)
+
+
+@router.get("/api/v1/signals/{signal_id}")
+def get_signal(signal_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> SignalRead:
+    signal = service.get_signal(session=session, owner_id=user.id, signal_id=signal_id)
+    return SignalRead.model_validate(signal)
+
+
+@router.get("/api/v1/processing-errors")
+def list_processing_errors(user: CurrentUser, session: SessionDep, stage: str | None = None,
+                           endpoint_id: uuid.UUID | None = None,
+                           limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                           offset: Annotated[int, Query(ge=0)] = 0) -> ProcessingErrorList:
+    """Why the caller's signals were refused, newest first (bodies without secrets)."""
+    rows, total = service.list_processing_errors(
+        session=session, owner_id=user.id, stage=stage, endpoint_id=endpoint_id, limit=limit,
+        offset=offset)
+    return ProcessingErrorList(
+        processing_errors=[ProcessingErrorRead.model_validate(r) for r in rows], total=total,
+        limit=limit, offset=offset)

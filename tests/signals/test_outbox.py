@@ -1,0 +1,118 @@
+"""The outbox: claims in arrival order per (user, symbol); concurrent identical signals."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, func, select
+
+from tests.conftest import api_headers, make_settings
+from tests.signals.conftest import (
+    build_app,
+    create_endpoint,
+    post_signed,
+    signal_body,
+    user_id,
+)
+from tradeloop.accounts.models import User
+from tradeloop.db import Database, create_db_engine
+from tradeloop.signals import service
+from tradeloop.signals.auth import EndpointAuth
+from tradeloop.signals.models import Signal, SignalStatus
+
+T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+
+
+def queue(db: Database, owner: uuid.UUID, symbol: str, seconds: int) -> uuid.UUID:
+    """Ingest one signal for `symbol` arriving `seconds` after T0."""
+    intake = service.Intake(owner, None, EndpointAuth("s", frozenset({"x_signature"})))
+    now = T0 + timedelta(seconds=seconds)
+    raw = json.dumps(signal_body(symbol=symbol, timestamp=now.isoformat())).encode()
+    with db.unit_of_work() as session:
+        result = service.ingest_signal(session=session, intake=intake, raw_body=raw,
+                                       parsed=service.parse_body(raw), now=now)
+    assert result.status == "ACCEPTED" and result.signal_id
+    return result.signal_id
+
+
+def claim(db: Database, limit: int = 100) -> list[uuid.UUID]:
+    with db.unit_of_work() as session:
+        return [s.id for s in service.claim_signals(session=session, limit=limit)]
+
+
+def finish(db: Database, signal_id: uuid.UUID) -> None:
+    with db.unit_of_work() as session:
+        service.finish_signal(session=session, signal=session.get(Signal, signal_id))
+
+
+def test_claims_follow_arrival_order_per_user_and_symbol(db: Database, alice: dict,
+                                                         bob: dict) -> None:
+    a, b = user_id(db, "alice@example.com"), user_id(db, "bob@example.com")
+    spy1, qqq1 = queue(db, a, "SPY", 1), queue(db, a, "QQQ", 2)
+    spy2, bob_spy = queue(db, a, "SPY", 3), queue(db, b, "SPY", 4)
+    spy3 = queue(db, a, "SPY", 5)
+    with db.unit_of_work() as session:
+        peek = [s.id for s in service.next_queued(session=session)]
+    assert peek == [spy1, qqq1, bob_spy]
+    assert claim(db, limit=2) == [spy1, qqq1]
+    # Alice's SPY is busy until spy1 finishes; bob's SPY is another group.
+    assert claim(db) == [bob_spy]
+    assert claim(db) == []
+    finish(db, spy1)
+    assert claim(db) == [spy2]
+    finish(db, spy2)
+    finish(db, qqq1)
+    assert claim(db) == [spy3]
+    with db.unit_of_work() as session:
+        statuses = {row.id: row.status for row in session.execute(select(Signal.id, Signal.status))}
+        processed_at = session.get(Signal, spy1).processed_at
+    assert statuses[spy1] == statuses[spy2] == statuses[qqq1] == SignalStatus.PROCESSED
+    assert statuses[spy3] == statuses[bob_spy] == SignalStatus.PROCESSING
+    assert processed_at is not None
+
+
+def test_abandoned_claims_are_requeued(db: Database, alice: dict) -> None:
+    owner = user_id(db, "alice@example.com")
+    first = queue(db, owner, "SPY", 1)
+    assert claim(db) == [first]
+    with db.unit_of_work() as session:
+        assert service.requeue_abandoned(session=session, older_than=timedelta(minutes=5)) == 0
+        later = datetime.now(UTC) + timedelta(minutes=6)
+        assert service.requeue_abandoned(session=session, now=later) == 1
+    assert claim(db) == [first]
+
+
+def test_fifty_simultaneous_identical_signals_store_one(database_url: str,
+                                                        tmp_path: Path) -> None:
+    """Real concurrent requests on committed data (no outer test transaction)."""
+    db = Database(create_db_engine(database_url))
+    email = f"signals-race-{uuid.uuid4().hex[:8]}@example.com"
+    headers = api_headers(db, email)
+    try:
+        with TestClient(build_app(make_settings(tmp_path / "data"), db)) as client:
+            endpoint = create_endpoint(client, headers)
+            raw = json.dumps(signal_body()).encode()
+
+            def send(_: int) -> tuple[int, str]:
+                response = post_signed(client, raw, path=endpoint["path"],
+                                       secret=endpoint["secret"])
+                return response.status_code, response.json()["status"]
+
+            with ThreadPoolExecutor(max_workers=50) as pool:
+                results = list(pool.map(send, range(50)))
+        assert sorted(results) == [(200, "ACCEPTED")] + [(200, "DUPLICATE")] * 49, results
+        with db.unit_of_work() as session:
+            owner = session.scalar(select(User.id).where(User.email == email))
+            stored = session.scalar(select(func.count()).select_from(Signal)
+                                    .where(Signal.user_id == owner))
+        assert stored == 1
+    finally:
+        with db.unit_of_work() as session:
+            # Cascades to the endpoint, the signal and any processing errors.
+            session.execute(delete(User).where(User.email == email))
+        db.dispose()

@@ -1,0 +1,374 @@
+"""Webhook intake: parsing, validation, normalisation, dedup, replay window, limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from tests.signals.conftest import (
+    WEBHOOK_SECRET,
+    create_endpoint,
+    iso_now,
+    post_signed,
+    row_counts,
+    signal_body,
+)
+from tradeloop.db import Database
+from tradeloop.signals import service
+from tradeloop.signals.models import ProcessingError, Signal
+from tradeloop.signals.schemas import WebhookSignalIn
+
+TRADINGVIEW_ALERT = """{
+  "secret": "%s",
+  "source": "TradingView",
+  "symbol": "btcusdt",
+  "direction": "buy",
+  "timeframe": "60",
+  "timestamp": "%s",
+  "price": 43125.5,
+  "id": "BTCUSDT-60-%s",
+  "metadata": {"score": 72, "confidence": 0.7, "strategy": "ema-cross"}
+}"""
+
+
+def stored_signals(db: Database) -> list[Signal]:
+    with db.unit_of_work() as session:
+        return list(session.scalars(select(Signal).order_by(Signal.received_at)))
+
+
+def stored_errors(db: Database) -> list[ProcessingError]:
+    with db.unit_of_work() as session:
+        return list(session.scalars(select(ProcessingError).order_by(ProcessingError.received_at)))
+
+
+def everything_stored(db: Database) -> str:
+    """Every column of every signal and processing error, as one string."""
+    rows = [{c.key: getattr(row, c.key) for c in row.__mapper__.column_attrs}
+            for row in [*stored_signals(db), *stored_errors(db)]]
+    return json.dumps(rows, default=str)
+
+
+class TestTradingViewBody:
+    def test_text_plain_with_body_secret_is_accepted_and_the_secret_never_stored(
+            self, signals_client: TestClient, admin: dict, db: Database) -> None:
+        now = iso_now()
+        text = TRADINGVIEW_ALERT % (WEBHOOK_SECRET, now, now)
+        response = signals_client.post("/webhook", content=text.encode(),
+                                       headers={"content-type": "text/plain; charset=utf-8"})
+        assert response.status_code == 200, response.text
+        [signal] = stored_signals(db)
+        assert (signal.symbol, signal.direction, signal.raw_direction) == ("BTCUSDT", "LONG", "buy")
+        assert signal.price == Decimal("43125.5")
+        assert (signal.score, signal.confidence) == (72, 0.7)
+        assert signal.metadata_ == {"score": 72, "confidence": 0.7, "strategy": "ema-cross"}
+        assert signal.idempotency_key == f"id:BTCUSDT-60-{now}"
+        assert (signal.status, signal.origin, signal.endpoint_id) == ("queued", "webhook", None)
+        assert signal.correlation_id == response.json()["correlation_id"]
+        assert WEBHOOK_SECRET not in everything_stored(db)
+
+    def test_a_refused_body_is_stored_without_its_secret(
+            self, signals_client: TestClient, alice: dict, db: Database) -> None:
+        endpoint = create_endpoint(signals_client, alice)
+        secret = endpoint["secret"]
+        body = signal_body(secret=secret, direction="SIDEWAYS")
+        response = signals_client.post(endpoint["path"], content=json.dumps(body),
+                                       headers={"content-type": "text/plain"})
+        assert response.status_code == 422
+        [error] = stored_errors(db)
+        assert "SIDEWAYS" in (error.raw_body or "")
+        assert secret not in everything_stored(db)
+
+    def test_the_secret_value_is_redacted_even_from_unparsable_bodies(self) -> None:
+        text = service.redacted_body(b'{"secret": "abc-secret-123", broken', None,
+                                     "abc-secret-123")
+        assert "abc-secret-123" not in text and service.REDACTED in text
+
+
+class TestValidation:
+    def test_malformed_json_is_422_with_a_processing_error(
+            self, signals_client: TestClient, admin: dict, db: Database) -> None:
+        response = post_signed(signals_client, b'{"symbol": "SPY",')
+        assert response.status_code == 422
+        answer = response.json()
+        assert answer["status"] == "REJECTED"
+        [field] = answer["error"]["details"]["fields"]
+        assert field["field"] == "body" and "not valid JSON" in field["message"]
+        [error] = stored_errors(db)
+        assert (error.stage, error.error_type) == ("validation", "validation_error")
+        assert error.raw_body == '{"symbol": "SPY",'
+        assert error.correlation_id == answer["correlation_id"]
+        assert row_counts(db) == (0, 1)
+
+    def test_every_bad_field_is_listed(self, signals_client: TestClient, admin: dict,
+                                       db: Database) -> None:
+        body = {"symbol": "S P Y", "direction": "UP", "timeframe": "", "timestamp": "yesterday",
+                "price": -1, "metadata": {"confidence": 1.5, "score": "high"}, "colour": "red"}
+        response = post_signed(signals_client, body)
+        assert response.status_code == 422
+        fields = {f["field"] for f in response.json()["error"]["details"]["fields"]}
+        assert fields == {"source", "symbol", "direction", "timeframe", "timestamp", "price",
+                          "metadata.confidence", "metadata.score", "colour"}
+        [error] = stored_errors(db)
+        assert {f["field"] for f in error.details["fields"]} == fields
+        assert row_counts(db) == (0, 1)
+
+    def test_unstorable_characters_are_422_not_500(self, signals_client: TestClient,
+                                                   admin: dict, db: Database) -> None:
+        body = {**signal_body(source="Trading\x00View"), "\x00": 1,
+                "metadata": {"note": "\x00"}}
+        response = post_signed(signals_client, json.dumps(body))
+        assert response.status_code == 422
+        fields = {f["field"] for f in response.json()["error"]["details"]["fields"]}
+        assert fields == {"source", "\x00", "metadata"}
+        surrogate = post_signed(signals_client, json.dumps({**signal_body(), "k\ud800": 1}))
+        assert surrogate.status_code == 422
+        assert "surrogate" in surrogate.json()["error"]["details"]["fields"][0]["message"]
+        assert row_counts(db) == (0, 2)
+        assert all("\x00" not in e.message for e in stored_errors(db))
+
+    @pytest.mark.parametrize("raw", [b"[]", b"42", b'"text"', b"NaN", b"\xff\xfe",
+                                     b'{"a":' * 40 + b"1" + b"}" * 40])
+    def test_bodies_that_are_not_an_object(self, raw: bytes) -> None:
+        parsed = service.parse_body(raw)
+        assert parsed.errors and parsed.errors[0]["field"] == "body"
+
+    def test_no_admin_means_no_default_endpoint(self, signals_client: TestClient,
+                                                db: Database) -> None:
+        response = post_signed(signals_client, signal_body())
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "no_admin"
+
+    def test_unknown_and_inactive_endpoints_are_404(self, signals_client: TestClient,
+                                                    alice: dict, db: Database) -> None:
+        endpoint = create_endpoint(signals_client, alice, is_active=False)
+        for path in (endpoint["path"], "/webhook/not-a-key"):
+            response = post_signed(signals_client, signal_body(), path=path,
+                                   secret=endpoint["secret"])
+            assert response.status_code == 404
+        assert row_counts(db) == (0, 0)
+
+
+class TestBodySize:
+    def test_declared_length_over_64_kib_is_413(self, signals_client: TestClient, admin: dict,
+                                                db: Database) -> None:
+        body = signal_body(metadata={"pad": "x" * (64 * 1024)})
+        response = post_signed(signals_client, body)
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "payload_too_large"
+        assert row_counts(db) == (0, 0)
+
+    def test_streamed_body_over_64_kib_is_413(self, signals_client: TestClient, admin: dict,
+                                              db: Database) -> None:
+        def chunks() -> Iterator[bytes]:  # no Content-Length: sent chunked
+            for _ in range(20):
+                yield b" " * 4096
+
+        response = signals_client.post("/webhook", content=chunks(),
+                                       headers={"x-signature": "sha256=00"})
+        assert response.status_code == 413
+        assert row_counts(db) == (0, 0)
+
+    def test_exactly_64_kib_is_read(self, signals_client: TestClient, admin: dict) -> None:
+        raw = json.dumps(signal_body(secret=WEBHOOK_SECRET)).encode()
+        raw = raw[:-1] + b" " * (64 * 1024 - len(raw)) + b"}"
+        assert len(raw) == 64 * 1024
+        assert signals_client.post("/webhook", content=raw).status_code == 200
+
+
+class TestDeduplication:
+    def test_repeat_is_duplicate_and_changes_nothing(self, signals_client: TestClient,
+                                                     admin: dict, db: Database) -> None:
+        body = signal_body()
+        first = post_signed(signals_client, body).json()
+        before = everything_stored(db)
+        again = post_signed(signals_client, body)
+        assert again.status_code == 200
+        assert again.json()["status"] == "DUPLICATE"
+        assert again.json()["signal_id"] == first["signal_id"]
+        # Same content, other formatting and key order, secret instead of header: same body.
+        reordered = json.dumps(dict(reversed(list(body.items()))), indent=2)
+        third = signals_client.post("/webhook", content=reordered.replace(
+            "{", f'{{"secret": "{WEBHOOK_SECRET}", ', 1))
+        assert third.json()["status"] == "DUPLICATE", third.text
+        assert everything_stored(db) == before
+
+    def test_reused_id_with_another_body_is_rejected(self, signals_client: TestClient,
+                                                     admin: dict, db: Database) -> None:
+        first = post_signed(signals_client, signal_body(id="alert-1")).json()
+        response = post_signed(signals_client, signal_body(id="alert-1", direction="PUT"))
+        assert response.status_code == 200 and response.json()["status"] == "REJECTED"
+        answer = response.json()
+        assert answer["status"] == "REJECTED"
+        assert answer["message"] == "idempotency key reused with a different body"
+        assert answer["error"]["details"]["signal_id"] == first["signal_id"]
+        [signal] = stored_signals(db)
+        assert signal.direction == "LONG"
+        [error] = stored_errors(db)
+        assert (error.stage, error.error_type) == ("deduplication", "idempotency_conflict")
+
+    def test_without_id_the_key_is_a_hash_of_what_the_signal_says(
+            self, signals_client: TestClient, admin: dict, db: Database) -> None:
+        stamp = iso_now()
+        post_signed(signals_client, signal_body(timestamp=stamp, direction="CALL"))
+        other_price = post_signed(signals_client, signal_body(timestamp=stamp, direction="BUY",
+                                                              price=1))
+        assert other_price.json()["status"] == "REJECTED"  # same signal, conflicting content
+        later = post_signed(signals_client, signal_body(timestamp=iso_now(1)))
+        assert later.status_code == 200
+        assert row_counts(db)[0] == 2
+
+    def test_webhook_id_is_the_key_when_the_body_has_no_id(self) -> None:
+        signal_in = WebhookSignalIn.model_validate(signal_body())
+        assert service.idempotency_key(signal_in, "msg_1") == "webhook-id:msg_1"
+        with_id = WebhookSignalIn.model_validate(signal_body(id=42))
+        assert service.idempotency_key(with_id, "msg_1") == "id:42"
+        assert service.idempotency_key(signal_in).startswith("sha256:")
+
+    def test_a_lost_race_is_a_duplicate_decided_by_the_unique_index(
+            self, db: Database, alice: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+        from tests.signals.conftest import user_id
+        from tradeloop.signals.auth import EndpointAuth
+
+        intake = service.Intake(user_id(db, "alice@example.com"), None,
+                                EndpointAuth("s", frozenset({"x_signature"})))
+        raw = json.dumps(signal_body()).encode()
+
+        def ingest() -> service.IngestResult:
+            with db.unit_of_work() as session:
+                return service.ingest_signal(session=session, intake=intake, raw_body=raw,
+                                             parsed=service.parse_body(raw))
+
+        assert ingest().status == "ACCEPTED"
+        real_find = service._find_by_key
+        calls: list[int] = []
+
+        def blind_first_look(*args: object) -> Signal | None:
+            calls.append(1)  # the pre-check misses the row, as if it committed just after
+            return None if len(calls) == 1 else real_find(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(service, "_find_by_key", blind_first_look)
+        assert ingest().status == "DUPLICATE"
+        assert len(calls) >= 2 and row_counts(db) == (1, 0)
+
+
+class TestReplayWindow:
+    @pytest.mark.parametrize(("offset", "outcome"), [
+        (timedelta(hours=-23), "ACCEPTED"), (timedelta(hours=-25), "REJECTED"),
+        (timedelta(minutes=4), "ACCEPTED"), (timedelta(minutes=10), "REJECTED")])
+    def test_window(self, signals_client: TestClient, admin: dict, db: Database,
+                    offset: timedelta, outcome: str) -> None:
+        stamp = (datetime.now(UTC) + offset).isoformat()
+        response = post_signed(signals_client, signal_body(timestamp=stamp))
+        # A replay is a business outcome: 200 REJECTED, never a retry-inducing error code.
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == outcome
+        if outcome == "REJECTED":
+            [field] = response.json()["error"]["details"]["fields"]
+            assert field["field"] == "timestamp"
+            assert stored_errors(db)[0].stage == "replay"
+
+    def test_window_is_a_parameter(self, db: Database, alice: dict) -> None:
+        from tests.signals.conftest import user_id
+        from tradeloop.signals.auth import EndpointAuth
+
+        intake = service.Intake(user_id(db, "alice@example.com"), None,
+                                EndpointAuth("s", frozenset({"x_signature"})))
+        raw = json.dumps(signal_body(timestamp=iso_now(-7200))).encode()
+        with db.unit_of_work() as session:
+            result = service.ingest_signal(session=session, intake=intake, raw_body=raw,
+                                           parsed=service.parse_body(raw),
+                                           replay_window=timedelta(hours=1))
+        assert (result.status, result.error_code) == ("REJECTED", "stale_signal")
+
+
+DIRECTION_TABLE = [("CALL", "LONG"), ("call", "LONG"), ("Buy", "LONG"), ("LONG", "LONG"),
+                   ("PUT", "SHORT"), ("sell", "SHORT"), ("Short", "SHORT"), ("EXIT", "EXIT"),
+                   ("exit", "EXIT"), ("flat", "EXIT"), ("close", "EXIT"), (" buy ", "LONG")]
+
+
+class TestNormalisation:
+    @pytest.mark.parametrize(("raw", "normalised"), DIRECTION_TABLE)
+    def test_direction_table(self, raw: str, normalised: str) -> None:
+        signal_in = WebhookSignalIn.model_validate(signal_body(direction=raw))
+        assert signal_in.side.value == normalised
+        assert signal_in.direction == raw.strip()
+
+    @pytest.mark.parametrize("raw", ["UP", "", "LONGSHORT", "B"])
+    def test_unknown_directions(self, raw: str) -> None:
+        with pytest.raises(ValidationError):
+            WebhookSignalIn.model_validate(signal_body(direction=raw))
+
+    @pytest.mark.parametrize(("stamp", "expected"), [
+        ("2024-01-29T12:00:00Z", "2024-01-29T12:00:00+00:00"),
+        ("2024-01-29T07:00:00-05:00", "2024-01-29T12:00:00+00:00"),
+        ("2024-01-29T12:00:00", "2024-01-29T12:00:00+00:00"),  # naive = UTC
+        ("2024-01-29 12:00:00", "2024-01-29T12:00:00+00:00"),
+        (1706529600, "2024-01-29T12:00:00+00:00"),
+        ("1706529600", "2024-01-29T12:00:00+00:00"),
+        (1706529600000, "2024-01-29T12:00:00+00:00"),  # milliseconds
+    ])
+    def test_timestamps(self, stamp: object, expected: str) -> None:
+        signal_in = WebhookSignalIn.model_validate(signal_body(timestamp=stamp))
+        assert signal_in.timestamp.isoformat() == expected
+        assert signal_in.timestamp.tzinfo is UTC
+
+    def test_symbol_price_and_metadata(self) -> None:
+        signal_in = WebhookSignalIn.model_validate(signal_body(
+            symbol=" es1! ", price="4890.123456789", metadata={"note": "x"}))
+        assert signal_in.symbol == "ES1!"
+        assert signal_in.price == Decimal("4890.12345679")
+        assert signal_in.metadata.score is None
+
+    def test_stored_direction_over_http(self, signals_client: TestClient, admin: dict,
+                                        db: Database) -> None:
+        assert post_signed(signals_client, signal_body(direction="sell")).status_code == 200
+        [signal] = stored_signals(db)
+        assert (signal.direction, signal.raw_direction) == ("SHORT", "sell")
+
+
+JSON_LEAF = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+JSON_VALUE = st.recursive(JSON_LEAF, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+    st.text(max_size=5), inner, max_size=3), max_leaves=8)
+FIELD_VALUES = {
+    "source": st.text(max_size=120) | JSON_VALUE, "symbol": st.text(max_size=40) | JSON_VALUE,
+    "direction": st.sampled_from([d for d, _ in DIRECTION_TABLE]) | JSON_VALUE,
+    "timeframe": st.text(max_size=20) | JSON_VALUE,
+    "timestamp": st.just(iso_now()) | st.integers() | st.text(max_size=30),
+    "price": st.decimals(allow_nan=False).map(str) | st.floats(allow_nan=False) | JSON_VALUE,
+    "id": st.text(max_size=220) | st.integers(),
+    "metadata": st.dictionaries(st.sampled_from(["score", "confidence", "x", "\x00"]),
+                                JSON_VALUE, max_size=4) | JSON_VALUE,
+}
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.fixed_dictionaries({}, optional=FIELD_VALUES),
+       extra=st.dictionaries(st.text(max_size=6), JSON_VALUE, max_size=2))
+def test_no_body_ever_causes_a_server_error(signals_client: TestClient, admin: dict,
+                                            body: dict, extra: dict) -> None:
+    """Whatever an authenticated sender posts, the answer is a business outcome, not a 5xx."""
+    response = post_signed(signals_client, {**extra, **body})
+    assert response.status_code in {200, 422}, response.text
+    assert response.json()["status"] in {"ACCEPTED", "DUPLICATE", "REJECTED"}
+
+
+def test_replay_window_setting(settings: object) -> None:
+    from types import SimpleNamespace
+
+    from tradeloop.signals.api import replay_window
+
+    # SIGNAL_REPLAY_WINDOW_S, once settings.py declares it; the 24 h default until then.
+    configured = SimpleNamespace(signal_replay_window_s=3600)
+    assert replay_window(configured) == timedelta(hours=1)  # type: ignore[arg-type]
+    expected = getattr(settings, "signal_replay_window_s", 86_400)
+    assert replay_window(settings) == timedelta(seconds=expected)  # type: ignore[arg-type]
