@@ -2,7 +2,7 @@
 
 Revision ID: 5c1e9a7d3b24
 Revises: 7005528a8135
-Create Date: 2026-11-27 09:00:00
+Create Date: 2026-11-26 09:00:00
 """
 
 from collections.abc import Sequence
