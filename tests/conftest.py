@@ -104,6 +104,9 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "celery_broker_url": None, "database_url": None,
         # One task thread: the rolled-back test connection must never be used concurrently.
         "task_pool_size": 1,
+        # Signals stay queued unless a test processes them: a background drain would share
+        # the test connection and race the test's own assertions.
+        "signal_process_on_ingest": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

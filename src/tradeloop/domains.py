@@ -15,7 +15,8 @@ ROUTER_MODULES = (
     "tradeloop.signals.api",
     "tradeloop.web.api",
 )
-TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.backtest.tasks")
+TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.backtest.tasks",
+                "tradeloop.signals.tasks")
 MODEL_MODULES = (
     "tradeloop.accounts.models",
     "tradeloop.market_data.models",

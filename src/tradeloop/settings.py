@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     market_hours_enforced: bool = True
     # Webhook signals whose timestamp is older than this are refused as replays (SPEC §6).
     signal_replay_window_s: int = Field(default=86_400, ge=60)
+    # Process an accepted webhook signal right after its commit; the every-minute
+    # process-signal-queue schedule stays as the safety net after a crash (SPEC §6).
+    signal_process_on_ingest: bool = True
     # Symbol → exchange calendar (ISO 10383 MIC, or "24/7"); unmapped crypto pairs are 24/7.
     symbol_exchanges: dict[str, str] = Field(default_factory=dict)
     default_exchange: str = "XNYS"

@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -17,8 +17,9 @@ from tradeloop.deps import SessionDep, client_address
 from tradeloop.errors import AppError
 from tradeloop.logs import current_correlation_id
 from tradeloop.settings import Settings
-from tradeloop.signals import endpoints, service
-from tradeloop.signals.models import SignalOrigin, SignalStatus
+from tradeloop.signals import endpoints, positions, service
+from tradeloop.signals import tasks as signal_tasks
+from tradeloop.signals.models import DecisionAction, PositionStatus, SignalOrigin, SignalStatus
 from tradeloop.signals.schemas import (
     EndpointCreate,
     EndpointList,
@@ -32,6 +33,14 @@ from tradeloop.signals.schemas import (
     WebhookAnswer,
     WebhookError,
 )
+from tradeloop.signals.trading_schemas import (
+    ClosePositionIn,
+    DecisionList,
+    DecisionRead,
+    PositionList,
+    PositionRead,
+)
+from tradeloop.tasks import enqueue
 
 router = APIRouter(tags=["signals"])
 
@@ -89,9 +98,8 @@ async def read_body(request: Request, limit: int = service.MAX_BODY_BYTES) -> by
 
 
 def replay_window(settings: Settings) -> timedelta:
-    """SIGNAL_REPLAY_WINDOW_S when the setting exists, else the 24 h default."""
-    seconds = getattr(settings, "signal_replay_window_s", None)
-    return timedelta(seconds=seconds) if seconds else service.DEFAULT_REPLAY_WINDOW
+    """SIGNAL_REPLAY_WINDOW_S as a timedelta."""
+    return timedelta(seconds=settings.signal_replay_window_s)
 
 
 async def _receive(request: Request, endpoint_key: str | None) -> JSONResponse:
@@ -126,10 +134,14 @@ def _ingest(db: Database, settings: Settings, endpoint_key: str | None, raw_body
                                             webhook_secret=settings.secret("WEBHOOK_SECRET"))
         else:
             intake = service.endpoint_intake(session=session, endpoint_key=endpoint_key)
-        return service.receive_webhook(
+        result = service.receive_webhook(
             session=session, intake=intake, raw_body=raw_body, headers=headers,
             client_ip=client_ip, correlation_id=correlation_id,
             replay_window=replay_window(settings))
+        if result.status == "ACCEPTED" and settings.signal_process_on_ingest:
+            # Runs after the commit: the processor only ever sees a durably queued row.
+            enqueue(session, signal_tasks.process_signal_queue.__name__)
+        return result
 
 
 def _answer(status_: str, message: str, http_status: int, started: float,
@@ -231,3 +243,48 @@ def list_processing_errors(user: CurrentUser, session: SessionDep, stage: str | 
     return ProcessingErrorList(
         processing_errors=[ProcessingErrorRead.model_validate(r) for r in rows], total=total,
         limit=limit, offset=offset)
+
+
+# --- decisions and paper positions ------------------------------------------------------------
+
+@router.get("/api/v1/decisions", tags=["positions"])
+def list_decisions(user: CurrentUser, session: SessionDep, signal_id: uuid.UUID | None = None,
+                   action: DecisionAction | None = None,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                   offset: Annotated[int, Query(ge=0)] = 0) -> DecisionList:
+    """What processing decided for the caller's signals, newest first."""
+    rows, total = positions.list_decisions(
+        session=session, owner_id=user.id, signal_id=signal_id,
+        action=action.value if action else None, limit=limit, offset=offset)
+    return DecisionList(decisions=[DecisionRead.model_validate(r) for r in rows], total=total,
+                        limit=limit, offset=offset)
+
+
+@router.get("/api/v1/positions", tags=["positions"])
+def list_positions(user: CurrentUser, session: SessionDep,
+                   status_: Annotated[PositionStatus | None, Query(alias="status")] = None,
+                   symbol: str | None = None,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                   offset: Annotated[int, Query(ge=0)] = 0) -> PositionList:
+    """The caller's paper positions, newest first."""
+    rows, total = positions.list_positions(
+        session=session, owner_id=user.id, status=status_.value if status_ else None,
+        symbol=symbol, limit=limit, offset=offset)
+    return PositionList(positions=[PositionRead.model_validate(r) for r in rows], total=total,
+                        limit=limit, offset=offset)
+
+
+@router.get("/api/v1/positions/{position_id}", tags=["positions"])
+def get_position(position_id: uuid.UUID, user: CurrentUser,
+                 session: SessionDep) -> PositionRead:
+    row = positions.get_position(session=session, owner_id=user.id, position_id=position_id)
+    return PositionRead.model_validate(row)
+
+
+@router.post("/api/v1/positions/{position_id}/close", tags=["positions"])
+def close_position(position_id: uuid.UUID, user: CurrentUser, session: SessionDep,
+                   body: Annotated[ClosePositionIn | None, Body()] = None) -> PositionRead:
+    """Close at the given price, else at the latest stored close; writes the outcome."""
+    row = positions.close_position(session=session, owner_id=user.id,
+                                   position_id=position_id, price=body.price if body else None)
+    return PositionRead.model_validate(row)

@@ -192,7 +192,7 @@ DEFAULT_AUTH_MODES = [AuthMode.X_SIGNATURE, AuthMode.STANDARD_WEBHOOKS, AuthMode
 
 
 class RiskSettings(BaseModel):
-    """Risk gates of the decision stage (stored now, enforced by signal processing)."""
+    """Risk gates of the decision stage, enforced by signal processing (flows.py)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -202,6 +202,8 @@ class RiskSettings(BaseModel):
     max_exposure: Finite | None = Field(default=None, ge=0)
     cooldown_seconds: int | None = Field(default=None, ge=0)
     daily_loss_limit: Finite | None = Field(default=None, ge=0)
+    position_notional: Finite | None = Field(
+        default=None, gt=0, description="Notional of each paper position (default 1000)")
 
 
 class EndpointCreate(BaseModel):

@@ -1,0 +1,107 @@
+"""Market context of a signal from stored bars: latest close, trend and volatility.
+
+A missing series or a failing read never stops processing: the context comes back degraded,
+with the problem written down, and the decision records it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import structlog
+from sqlalchemy.orm import Session
+
+from tradeloop.market_data.service import BarArrays, load_bars, utc_datetime
+
+log = structlog.get_logger(__name__)
+
+FALLBACK_TIMEFRAME = "1d"
+LOOKBACK = 60  # enough for SMA 50 and a 14-bar ATR
+ATR_PERIOD = 14
+PRICE_STEP = Decimal("1e-8")  # the Numeric(20, 8) price columns
+
+
+@dataclass(frozen=True)
+class MarketContext:
+    """What the bars say about a symbol at a signal's time."""
+
+    latest_close: Decimal | None = None
+    bar_time: datetime | None = None
+    timeframe: str | None = None
+    trend: str | None = None  # up | down | sideways
+    sma20: float | None = None
+    sma50: float | None = None
+    atr_pct: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.problems)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"latest_close": None if self.latest_close is None else str(self.latest_close),
+                "bar_time": self.bar_time.isoformat() if self.bar_time else None,
+                "timeframe": self.timeframe, "trend": self.trend, "sma20": self.sma20,
+                "sma50": self.sma50, "atr_pct": self.atr_pct, "problems": self.problems}
+
+
+def build_context(*, session: Session, symbol: str, timeframe: str,
+                  at: datetime) -> MarketContext:
+    """Context from the signal's timeframe, else daily bars, up to `at`."""
+    try:
+        bars = _recent_bars(session, symbol, timeframe, at)
+    except Exception as exc:  # a broken provider degrades, it does not fail the signal
+        log.warning("context_failed", symbol=symbol, error=str(exc))
+        return MarketContext(problems=[f"context provider failed: {exc}"])
+    if bars is None:
+        return MarketContext(problems=[f"no {timeframe} or {FALLBACK_TIMEFRAME} bars for "
+                                       f"{symbol} up to {at.isoformat()}"])
+    return summarize(bars)
+
+
+def _recent_bars(session: Session, symbol: str, timeframe: str,
+                 at: datetime) -> BarArrays | None:
+    for frame in dict.fromkeys((timeframe, FALLBACK_TIMEFRAME)):
+        bars = load_bars(session=session, symbol=symbol, timeframe=frame, end=at,
+                         limit=LOOKBACK, required=False)
+        if len(bars):
+            return bars
+    return None
+
+
+def summarize(bars: BarArrays) -> MarketContext:
+    """Latest close, trend (close against SMA 20/50) and ATR as a percentage of the close."""
+    close = bars.close
+    last = float(close[-1])
+    sma20 = float(close[-20:].mean()) if len(close) >= 20 else None
+    sma50 = float(close[-50:].mean()) if len(close) >= 50 else None
+    problems = [] if sma20 is not None else [f"only {len(close)} bars: trend unknown"]
+    return MarketContext(
+        latest_close=Decimal(str(last)).quantize(PRICE_STEP), bar_time=utc_datetime(bars.ts[-1]),
+        timeframe=bars.timeframe, trend=_trend(last, sma20, sma50), sma20=sma20, sma50=sma50,
+        atr_pct=_atr_pct(bars), problems=problems)
+
+
+def _trend(last: float, sma20: float | None, sma50: float | None) -> str | None:
+    if sma20 is None:
+        return None
+    slow = sma50 if sma50 is not None else sma20
+    if last > sma20 and sma20 >= slow:
+        return "up"
+    if last < sma20 and sma20 <= slow:
+        return "down"
+    return "sideways"
+
+
+def _atr_pct(bars: BarArrays) -> float | None:
+    if len(bars) < 2:
+        return None
+    previous = bars.close[:-1]
+    true_range = np.maximum.reduce([bars.high[1:] - bars.low[1:],
+                                    np.abs(bars.high[1:] - previous),
+                                    np.abs(bars.low[1:] - previous)])
+    return float(true_range[-ATR_PERIOD:].mean() / bars.close[-1] * 100)
