@@ -28,7 +28,8 @@ class BacktestRun(UUIDPrimaryKey, UserOwned, Base):
     __tablename__ = "backtest_runs"
     __table_args__ = (
         Index("uq_backtest_runs_cache_key", "cache_key", unique=True),
-        Index("ix_backtest_runs_user_id_inserted_at", "user_id", "inserted_at"),
+        # Newest-first listing reads this index in order, id breaking ties, without a sort.
+        Index("ix_backtest_runs_user_id_inserted_at", "user_id", "inserted_at", "id"),
         Index("ix_backtest_runs_user_id_status", "user_id", "status"),
     )
 

@@ -26,7 +26,7 @@ import numpy as np
 import structlog
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from tradeloop.backtest.engine import BacktestOptions, SymbolBars, run_backtest
 from tradeloop.backtest.metrics import METRICS, compute_metrics
@@ -317,6 +317,8 @@ def list_runs(*, session: Session, owner_id: uuid.UUID, limit: int, offset: int,
     """The owner's runs, newest first, each with a few headline metrics."""
     columns = [getattr(BacktestResult, name) for name in SUMMARY_METRICS]
     query = (RunRepository(session, owner_id).select()
+             # The definition text is the widest column and a listing never shows it.
+             .options(defer(BacktestRun.definition))
              .add_columns(*columns)
              .outerjoin(BacktestResult, BacktestResult.run_id == BacktestRun.id)
              .order_by(BacktestRun.inserted_at.desc(), BacktestRun.id.desc())

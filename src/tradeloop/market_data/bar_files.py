@@ -21,10 +21,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tradeloop.market_data.timeframes import DAILY_TIMEFRAMES, TIMEFRAMES
+
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 PRICES = BAR_COLUMNS[1:5]
-TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
-DAILY_TIMEFRAMES = frozenset({"1d", "1w"})
 TS_DTYPE = "datetime64[ns, UTC]"
 MAX_ROWS = 5_000_000
 CSV_CHUNK_ROWS = 100_000

@@ -17,7 +17,7 @@ from graphlib import CycleError, TopologicalSorter
 
 import yaml
 
-from tradeloop.market_data.bar_files import TIMEFRAMES
+from tradeloop.market_data.timeframes import TIMEFRAMES
 from tradeloop.strategies.expressions import (
     SERIES_NAMES,
     ExpressionError,

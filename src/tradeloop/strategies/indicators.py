@@ -49,7 +49,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -214,6 +213,9 @@ def _smooth(x: FloatArray, n: int, alpha: float, start: int = 0) -> FloatArray:
         # Filter the whole series from the initial state that makes y[m] == seed, so lfilter's
         # output is the result without another 1e6-bar copy. (1-alpha)^m >= e^-2 for start <= 1:
         # well conditioned.
+        # Imported here: scipy.signal costs ~1 s at import, and most strategies need no EMA.
+        from scipy.signal import lfilter
+
         weights = alpha * (1.0 - alpha) ** np.arange(m, -1, -1.0)
         state = (seed - weights @ x[: m + 1]) / (1.0 - alpha) ** m
         out = lfilter([alpha], [1.0, alpha - 1.0], x, zi=[state])[0]

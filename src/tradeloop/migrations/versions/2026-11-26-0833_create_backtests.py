@@ -64,7 +64,7 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_backtest_runs_user_id"), ["user_id"], unique=False)
         batch_op.create_index(
-            "ix_backtest_runs_user_id_inserted_at", ["user_id", "inserted_at"], unique=False
+            "ix_backtest_runs_user_id_inserted_at", ["user_id", "inserted_at", "id"], unique=False
         )
         batch_op.create_index(
             "ix_backtest_runs_user_id_status", ["user_id", "status"], unique=False
