@@ -536,3 +536,67 @@ def test_bad_inputs_are_refused() -> None:
         run_symbol(bars, make_signals(2), RiskSettings(), BacktestOptions())
     with pytest.raises(ValueError, match="distinct"):
         run_backtest([(bars, make_signals(3))] * 2, RiskSettings(), BacktestOptions())
+
+
+# --- the sweep's ranking metric -------------------------------------------------------------
+
+HOUR = np.timedelta64(1, "h")
+TIMELINES = {  # bar spacing → timestamps of n bars
+    "business_days": lambda n: pd.bdate_range("2015-01-05", periods=n).values,
+    "trading_hours": lambda n: (pd.bdate_range("2024-03-04", periods=n // 7 + 1).values[:, None]
+                                + np.arange(9, 16) * HOUR).ravel()[:n],
+    "crypto_4h": lambda n: np.datetime64("2024-03-01", "ns") + np.arange(n) * 4 * HOUR,
+    "weeks": lambda n: pd.date_range("2001-01-07", periods=n, freq="W").values,
+    "months": lambda n: pd.date_range("1990-01-31", periods=n, freq="ME").values,
+    # At most 200 years: durations in int64 nanoseconds overflow after 292.
+    "years": lambda n: pd.date_range("1800-12-31", periods=min(n, 200), freq="YE").values,
+}
+
+
+@pytest.mark.parametrize("timeline", TIMELINES)
+def test_sharpe_ratios_equal_compute_metrics(timeline: str) -> None:
+    """The sweep's Sharpe is compute_metrics' own value, bit for bit (None where undefined),
+    for every annualisation rule; runs sharing their bars share one calendar."""
+    from tradeloop.backtest.engine import sharpe_ratios
+    from tradeloop.backtest.metrics import compute_metrics
+
+    rng = np.random.default_rng(11)
+    outputs = []
+    for n in (1, 2, 3, 40, 300):
+        ts = TIMELINES[timeline](n).astype("datetime64[ns]")
+        n = len(ts)
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+        opening = np.r_[close[:1], close[:-1]]
+        bars = SymbolBars("X", ts, opening, np.maximum(opening, close) * 1.01,
+                          np.minimum(opening, close) * 0.99, close)
+        for p, commission in [(0.0, 0.0), (0.05, 0.0), (0.3, 0.001)]:
+            signals = StrategySignals(*(rng.random((4, n)) < p))
+            outputs.append(run_backtest([(bars, signals)], RiskSettings(),
+                                        BacktestOptions(commission=commission)))
+    expected = [compute_metrics(o)["risk_adjusted"]["sharpe_ratio"] for o in outputs]
+    assert sharpe_ratios(outputs) == expected
+    assert sum(value is not None for value in expected) >= 4  # real values, not only None
+
+
+def test_sharpe_ratios_of_the_goog_sweep_equal_compute_metrics() -> None:
+    from tradeloop.backtest.engine import sharpe_ratios
+    from tradeloop.backtest.metrics import compute_metrics
+
+    definition = parse_definition(cross_definition(10, 30, "both", RiskSettings()))
+    columns = {c.lower(): GOOG[c].to_numpy(np.float64)
+               for c in ("Open", "High", "Low", "Close", "Volume")}
+    bars = symbol_bars(GOOG, "GOOG")
+    outputs = [run_backtest([(bars, compile_strategy(definition, {"fast": fast, "slow": slow})
+                              .evaluate(columns))], definition.risk, BacktestOptions())
+               for fast, slow in [(5, 20), (10, 30), (20, 100), (50, 200)]]
+    late = GOOG.iloc[700:]  # a second symbol that starts later: a timeline of two symbols
+    late_columns = {c.lower(): late[c].to_numpy(np.float64)
+                    for c in ("Open", "High", "Low", "Close", "Volume")}
+    outputs.append(run_backtest(
+        [(bars, compile_strategy(definition).evaluate(columns)),
+         (symbol_bars(late, "LATE"), compile_strategy(definition).evaluate(late_columns))],
+        definition.risk, BacktestOptions()))
+    assert sharpe_ratios(outputs) == [compute_metrics(o)["risk_adjusted"]["sharpe_ratio"]
+                                      for o in outputs]
+    assert None not in sharpe_ratios(outputs)
+    assert sharpe_ratios([]) == []

@@ -67,13 +67,19 @@ trades' pnl, minus the open trade's entry commission) plus the open trade's unre
 ``trade_on_close`` its curve shows the commissions of those fills one bar later.)
 Shorts need no margin beyond the cash and there is no margin call: unlike backtesting.py the
 run goes on if equity falls to zero or below.
+
+Sweeps
+    ``sharpe_ratios(outputs)`` gives the ``sharpe_ratio`` that ``metrics.compute_metrics``
+    would give each output, computing nothing else, so a grid of runs can be ranked without
+    the full set of metrics per run (bench/backtest.py, row 2).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -150,10 +156,9 @@ def run_symbol(bars: SymbolBars, signals: StrategySignals, risk: RiskSettings,
     """Simulate one symbol, starting with `cash` (default: options.cash)."""
     start_cash = options.cash if cash is None else float(cash)
     _check_lengths(bars, signals)
-    ledger = _Ledger(bars, options, risk, start_cash)
-    _simulate(bars, signals, risk, ledger, delay=1 if options.fill == "open" else 0)
-    equity, position = ledger.curves()
-    trades = ledger.trades()
+    book = _simulate(bars, signals, risk, options, start_cash)
+    equity, position = book.curves()
+    trades = book.trades()
     return SymbolRun(symbol=bars.symbol, ts=np.asarray(bars.ts, dtype="datetime64[ns]"),
                      cash=start_cash, equity=equity, position=position, trades=trades,
                      commissions=float(trades.commission.sum()))
@@ -175,7 +180,8 @@ def run_backtest(inputs: Sequence[tuple[SymbolBars, StrategySignals]], risk: Ris
     benchmark: dict[str, np.ndarray] = {}
     for run, (bars, _) in zip(runs, inputs, strict=True):
         close = np.asarray(bars.close, dtype=np.float64)
-        if len(run.ts) == len(ts) and np.array_equal(run.ts, ts):  # the common, fast case
+        if run.ts is ts or (len(run.ts) == len(ts) and np.array_equal(run.ts, ts)):
+            # The common, fast case: the symbol's bars are the timeline.
             equity += run.equity
             in_market |= run.position != 0
             benchmark[run.symbol] = close
@@ -225,54 +231,92 @@ class _Events:
                    bars(go_short | np.asarray(signals.exit_long, dtype=bool)),
                    bars(go_long | np.asarray(signals.exit_short, dtype=bool)))
 
-    @staticmethod
-    def next(bars: list[int], start: int) -> int | None:
-        """The first bar >= start in `bars`, if any."""
-        at = bisect_left(bars, start)
-        return bars[at] if at < len(bars) else None
-
 
 def _simulate(bars: SymbolBars, signals: StrategySignals, risk: RiskSettings,
-              ledger: _Ledger, delay: int) -> None:
-    """Walk from position change to position change, recording them in `ledger`."""
+              options: BacktestOptions, cash: float) -> _Book:
+    """Walk from position change to position change, recording every fill in a _Book.
+
+    The cash is kept exactly as backtesting.py keeps its broker's cash (entry commission
+    paid at entry, pnl and exit commission at exit) so that sizes, which depend on the cash,
+    come out identical. This loop runs once per trade, so the book-keeping is written out
+    inline on local variables: a million-bar run has thousands of trades."""
     n = len(bars)
+    delay = 1 if options.fill == "open" else 0
     events = _Events.of(signals, last_signal_bar=n - 2)
-    # Fill price of a signal at bar t: next open (delay 1) or own close (delay 0).
+    go_long, go_short = events.go_long, events.go_short
+    from_flat, from_long, from_short = events.from_flat, events.from_long, events.from_short
+    # Fill price of a signal at bar t: fills[t + delay], the next open or its own close.
     fills = bars.open if delay else bars.close
-    levels = risk.stop_loss_pct is not None or risk.take_profit_pct is not None
-    t = _Events.next(events.from_flat, 0)
-    while t is not None:  # flat, and bar t's signal opens a trade
-        side, resume = (LONG if events.go_long[t] else SHORT), t + 1
-        # A reversal opens the opposite trade at once, hence the inner loop.
-        while side and ledger.open(t + delay, side, float(fills[t + delay])):
-            side, t, resume = _close_trade(bars, events, ledger, side, t, delay, levels)
-        t = _Events.next(events.from_flat, resume)
+    relative, fixed = options.commission, options.commission_fixed
+    slip = options.slippage_bps / 1e4
+    whole = options.size_units == "whole"
+    pct = risk.position_size_pct
+    fraction = FULL_EQUITY if pct >= 100 else pct / 100
+    stop_pct, target_pct = risk.stop_loss_pct, risk.take_profit_pct
+    levels = stop_pct is not None or target_pct is not None
+    book = _Book(bars, cash)
+    marks, closed = book.marks, book.closed
+    at = 0
+    while at < len(from_flat):  # flat, and bar t's signal opens a trade
+        t = from_flat[at]
+        side, resume = (LONG if go_long[t] else SHORT), t + 1
+        while side:  # a reversal opens the opposite trade at once
+            # Open at the fill of bar t's signal. Fills move against the trader by the
+            # slippage (a buy is side +1). Units as backtesting.py's buy() / sell():
+            # margin_available * size // (price + commission(size, price) / size).
+            entry_bar = t + delay
+            entry = float(fills[entry_bar]) * (1 + side * slip)
+            per_unit = entry + (fraction * entry * relative) / fraction
+            budget = cash * fraction - fixed
+            units = budget // per_unit if whole else budget / per_unit
+            if not units > 0:  # no order when not even one unit is affordable
+                break
+            entry_fee = fixed + units * entry * relative
+            cash -= entry_fee
+            size = side * units
+            marks.append((entry_bar, cash, size, entry))
+            # Close at whichever comes first: a stop/target hit, an exit or reversal
+            # signal, or the end.
+            exits = from_long if side == LONG else from_short
+            found = bisect_left(exits, t + 1)
+            signal_bar = exits[found] if found < len(exits) else None
+            hit = None
+            if levels:
+                # Levels are checked from the bar after the signal up to the signal bar: a
+                # hit on or before it comes first (its range trades before that bar's close
+                # / next open). ±inf where not set.
+                stop = (-side * _INF if stop_pct is None
+                        else entry * (1 - side * stop_pct / 100))
+                target = (side * _INF if target_pct is None
+                          else entry * (1 + side * target_pct / 100))
+                hit = _first_hit(bars, (stop, target), side, t + 1,
+                                 n - 1 if signal_bar is None else signal_bar)
+            if hit is not None:
+                # Flat from inside bar `exit_bar`: its own close may enter again.
+                exit_bar, price, reason = hit
+                next_side, resume = 0, exit_bar
+            elif signal_bar is None:
+                exit_bar, price, reason = n - 1, float(bars.close[-1]), "end"
+                next_side, resume = 0, n
+            else:
+                reverse = bool((go_short if side == LONG else go_long)[signal_bar])
+                exit_bar = signal_bar + delay
+                price, reason = float(fills[exit_bar]), ("reverse" if reverse else "signal")
+                next_side, t, resume = (-side if reverse else 0), signal_bar, signal_bar + 1
+            exit_price = price * (1 + -side * slip)
+            exit_fee = fixed + units * exit_price * relative
+            gross = size * (exit_price - entry)
+            cash += gross - exit_fee
+            fees = exit_fee + entry_fee
+            closed.append((side, units, entry_bar, exit_bar, entry, exit_price, fees,
+                           gross - fees, reason))
+            marks.append((exit_bar, cash, 0.0, 0.0))
+            side = next_side
+        at = bisect_left(from_flat, resume)
+    return book
 
 
-def _close_trade(bars: SymbolBars, events: _Events, ledger: _Ledger, side: int, t: int,
-                 delay: int, levels: bool) -> tuple[int, int, int]:
-    """Close the trade opened by bar t's signal at whichever comes first: a stop/target hit,
-    an exit or reversal signal, or the end. Returns the side to open next (0: none), its
-    signal bar, and the first bar whose signal may open a trade once flat."""
-    n = len(bars)
-    exits = events.from_long if side == LONG else events.from_short
-    signal_bar = _Events.next(exits, t + 1)
-    last = n - 1 if signal_bar is None else signal_bar
-    # Levels are checked from the bar after the signal up to the signal bar: a hit on or
-    # before it comes first (its range is traded before that bar's close / next open).
-    hit = _first_hit(bars, ledger.levels(), side, t + 1, last) if levels else None
-    if hit is not None:
-        bar, price, reason = hit
-        ledger.close(bar, price, reason)
-        return 0, bar, bar  # flat from inside bar `bar`: its own close may enter again
-    if signal_bar is None:
-        ledger.close(n - 1, float(bars.close[-1]), "end")
-        return 0, n, n
-    fills = bars.open if delay else bars.close
-    reverse = bool((events.go_short if side == LONG else events.go_long)[signal_bar])
-    ledger.close(signal_bar + delay, float(fills[signal_bar + delay]),
-                 "reverse" if reverse else "signal")
-    return (-side if reverse else 0), signal_bar, signal_bar + 1
+_INF = float("inf")
 
 
 def _first_hit(bars: SymbolBars, levels: tuple[float, float], side: int, first: int,
@@ -297,83 +341,26 @@ def _first_hit(bars: SymbolBars, levels: tuple[float, float], side: int, first: 
     return None
 
 
-# --- the book: cash, the open trade, and every change -----------------------------------
+# --- the book: every change of cash and position -----------------------------------------
 
 
-class _Ledger:
-    """Cash and the open trade, with a record of every fill, kept exactly as backtesting.py
-    keeps its broker's cash (entry commission paid at entry, pnl and exit commission at exit)
-    so that sizes, which depend on the cash, come out identical."""
+class _Book:
+    """The record of a simulation: the book state after each change (bar, cash, signed
+    size, entry price) and every closed trade."""
 
-    def __init__(self, bars: SymbolBars, options: BacktestOptions, risk: RiskSettings,
-                 cash: float):
+    def __init__(self, bars: SymbolBars, cash: float):
         self.bars = bars
-        self.cash = cash
-        self.relative, self.fixed = options.commission, options.commission_fixed
-        self.slip = options.slippage_bps / 1e4
-        self.whole = options.size_units == "whole"
-        pct = risk.position_size_pct
-        self.fraction = FULL_EQUITY if pct >= 100 else pct / 100
-        self.stop_pct, self.target_pct = risk.stop_loss_pct, risk.take_profit_pct
-        self.size = 0.0           # signed units of the open trade
-        self.entry = 0.0          # its entry fill price
-        self.entry_fee = 0.0
-        self.entry_bar = 0
-        # Book state after each change: bar, cash, signed size, entry price.
         self.marks: list[tuple[int, float, float, float]] = [(0, cash, 0.0, 0.0)]
         self.closed: list[tuple[int, float, int, int, float, float, float, float, str]] = []
-
-    def fee(self, units: float, price: float) -> float:
-        return self.fixed + abs(units) * price * self.relative  # backtesting.py's order
-
-    def slipped(self, price: float, side: int) -> float:
-        """Fill price of a buy (side +1) or sell (-1) at `price`."""
-        return price * (1 + side * self.slip)
-
-    def open(self, bar: int, side: int, price: float) -> bool:
-        """Open a trade at `price` (before slippage) on `bar`; False if no unit is affordable."""
-        fill = self.slipped(price, side)
-        fraction = self.fraction
-        # backtesting.py: margin_available * size // (price + commission(size, price) / size)
-        per_unit = fill + (fraction * fill * self.relative) / fraction
-        budget = self.cash * fraction - self.fixed
-        units = budget // per_unit if self.whole else budget / per_unit
-        if not units > 0:
-            return False
-        self.entry_fee = self.fee(units, fill)
-        self.cash -= self.entry_fee
-        self.size, self.entry, self.entry_bar = side * units, fill, bar
-        self.marks.append((bar, self.cash, self.size, fill))
-        return True
-
-    def levels(self) -> tuple[float, float]:
-        """The open trade's stop and target prices (±inf where not set)."""
-        side = LONG if self.size > 0 else SHORT
-        stop = (-side * float("inf") if self.stop_pct is None
-                else self.entry * (1 - side * self.stop_pct / 100))
-        target = (side * float("inf") if self.target_pct is None
-                  else self.entry * (1 + side * self.target_pct / 100))
-        return stop, target
-
-    def close(self, bar: int, price: float, reason: str) -> None:
-        """Close the open trade at `price` (before slippage) on `bar`."""
-        size = self.size
-        fill = self.slipped(price, -1 if size > 0 else 1)
-        exit_fee = self.fee(size, fill)
-        gross = size * (fill - self.entry)
-        self.cash += gross - exit_fee
-        fees = exit_fee + self.entry_fee
-        self.closed.append((1 if size > 0 else -1, abs(size), self.entry_bar, bar, self.entry,
-                            fill, fees, gross - fees, reason))
-        self.size = 0.0
-        self.marks.append((bar, self.cash, 0.0, 0.0))
 
     def curves(self) -> tuple[np.ndarray, np.ndarray]:
         """Equity and signed position at every bar's close, from the recorded changes."""
         n = len(self.bars)
         bar, cash, size, entry = (np.array(column) for column in zip(*self.marks, strict=True))
-        last = np.r_[bar[1:] != bar[:-1], True]  # a bar's final state counts at its close
-        lengths = np.diff(np.r_[bar[last], n])
+        last = np.empty(len(bar), dtype=bool)  # a bar's final state counts at its close
+        np.not_equal(bar[1:], bar[:-1], out=last[:-1])
+        last[-1] = True
+        lengths = np.diff(np.append(bar[last], n))
         # Between changes equity = cash + size * (close - entry) = base + size * close.
         base = np.repeat((cash - size * entry)[last], lengths)
         position = np.repeat(size[last], lengths)
@@ -416,7 +403,102 @@ def _concat_trades(parts: list[Trades]) -> Trades:
     parts = [part for part in parts if len(part)]
     if not parts:
         return Trades.empty()
+    if len(parts) == 1 and not np.any(parts[0].entry_time[1:] < parts[0].entry_time[:-1]):
+        return parts[0]  # already in order: the stable sort below would keep it as it is
     fields = Trades.__dataclass_fields__
     joined = {name: np.concatenate([getattr(part, name) for part in parts]) for name in fields}
     order = np.argsort(joined["entry_time"], kind="stable")
     return Trades(**{name: values[order] for name, values in joined.items()})
+
+
+# --- sweeps: the ranking metric alone --------------------------------------------------
+
+_NS_PER_DAY = 86_400_000_000_000
+
+
+def sharpe_ratios(outputs: Iterable[BacktestOutput]) -> list[float | None]:
+    """``compute_metrics(output)["risk_adjusted"]["sharpe_ratio"]`` of each output, and only
+    that: a parameter sweep ranks hundreds of runs by it and needs none of the other metrics.
+
+    It is the same arithmetic, step for step, as metrics.py (backtesting.py's Sharpe: the
+    geometric annual return over the volatility of the compounded annual return, on period
+    returns resampled as metrics.py does), so the values are identical, not just close;
+    tests/backtest/test_engine.py holds the two together. The calendar (period ends and
+    periods per year) is worked out once per distinct timestamps array, so runs of one sweep,
+    which share their bars, pay for it once."""
+    calendars: list[tuple[np.ndarray, np.ndarray, int]] = []  # (ts, period ends, periods)
+    ratios: list[float | None] = []
+    for output in outputs:
+        ts = np.asarray(output.ts).astype("datetime64[ns]", copy=False).view(np.int64)
+        if not len(ts):
+            ratios.append(None)
+            continue
+        calendar = next((known for known in calendars if known[0] is ts or (
+            len(known[0]) == len(ts) and np.array_equal(known[0], ts))), None)
+        if calendar is None:
+            calendar = (ts, *_annualisation(ts))
+            calendars.append(calendar)
+        _, ends, periods = calendar
+        equity = np.asarray(output.equity, dtype=float)
+        ratio = _sharpe(_simple_returns(equity[ends]), periods)
+        ratios.append(ratio if math.isfinite(ratio) else None)
+    return ratios
+
+
+def _annualisation(ts: np.ndarray) -> tuple[np.ndarray, int]:
+    """Last bar of each annualisation period and the periods per year (metrics.py's rule:
+    the median spacing of the last 100 bars picks weeks, months, years or days; days count
+    365 a year when weekend bars are common, else 252)."""
+    spacing = np.diff(ts[-100:]).astype(np.float64)
+    days = int(np.median(spacing)) // _NS_PER_DAY if len(spacing) else None
+    freq = {7: "W", 31: "ME", 365: "YE"}.get(days, "D")  # type: ignore[arg-type]
+    if freq != "D":
+        return _period_ends(ts, freq), {"W": 52, "ME": 12, "YE": 1}[freq]
+    day_ends = _period_ends(ts, "D")
+    bars_per_day = np.diff(np.r_[-1, day_ends])
+    weekday = (ts[day_ends] // _NS_PER_DAY + 3) % 7   # 1970-01-01 was a Thursday
+    weekend_share = bars_per_day[weekday >= 5].sum() / len(ts)
+    return day_ends, (365 if weekend_share > 2 / 7 * 0.6 else 252)
+
+
+def _period_ends(ts: np.ndarray, freq: str) -> np.ndarray:
+    """Index of the last bar of each calendar period (pandas' resample bins)."""
+    days = ts // _NS_PER_DAY
+    if freq == "W":
+        key = (days + 3) // 7                        # weeks end on Sunday
+    elif freq in ("ME", "YE"):
+        unit = "datetime64[M]" if freq == "ME" else "datetime64[Y]"
+        key = days.astype("datetime64[D]").astype(unit).astype(np.int64)
+    else:
+        key = days
+    return np.flatnonzero(np.r_[key[1:] != key[:-1], True])
+
+
+def _simple_returns(values: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = values[1:] / values[:-1] - 1
+    return returns[~np.isnan(returns)]
+
+
+def _geometric_mean(returns: np.ndarray) -> float:
+    finite = np.isfinite(returns).all()  # nan_to_num only changes inf (NaN was dropped)
+    growth = (returns if finite else np.nan_to_num(returns, nan=0.0)) + 1
+    if np.any(growth <= 0):
+        return 0.0
+    return math.exp(np.log(growth).sum() / (len(growth) or np.nan)) - 1
+
+
+def _sharpe(returns: np.ndarray, periods: int) -> float:
+    """Annualised geometric return / annualised volatility, both in % as metrics.py
+    computes them; NaN where undefined."""
+    growth = 1 + _geometric_mean(returns)
+    annual_pct = (growth ** periods - 1) * 100
+    if len(returns) < 2:
+        return math.nan
+    var = returns.var(ddof=1)
+    with np.errstate(invalid="ignore"):
+        volatility = float(np.sqrt((var + growth**2) ** periods - growth ** (2 * periods)))
+    volatility_pct = volatility * 100
+    if not volatility_pct or math.isnan(volatility_pct):
+        return math.nan
+    return float(annual_pct / volatility_pct)
