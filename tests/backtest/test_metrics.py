@@ -623,3 +623,31 @@ def test_a_million_bars_is_fast() -> None:
         compute_metrics(output)
         best = min(best, time.perf_counter() - started)
     assert best < 0.25, f"{best * 1000:.0f} ms"
+
+
+def test_growth_past_the_float_range_is_undefined_not_an_error() -> None:
+    """+1,600 % a day compounds past 1e308 a year: the annual figures are None, no raise."""
+    from tradeloop.backtest.engine import sharpe_ratios
+
+    output = make_output(100 * 17.0 ** np.arange(200))
+    ours = assert_clean(compute_metrics(output))
+    assert ours["return_ann_pct"] is None
+    assert ours["volatility_ann_pct"] is None
+    assert ours["sharpe_ratio"] is None
+    assert ours["return_pct"] == pytest.approx((17.0**199 - 1) * 100)
+    assert sharpe_ratios([output]) == [None]
+
+
+def test_a_span_past_292_years() -> None:
+    """end - start beyond int64 nanoseconds' +-292 years must not overflow."""
+    ts = np.array(["1700-01-01", "1900-01-01", "2100-01-01"], dtype="datetime64[ns]")
+    output = BacktestOutput(ts=ts, equity=np.array([100.0, 150.0, 120.0]),
+                            in_market=np.zeros(3, dtype=bool), trades=Trades.empty(),
+                            cash=100.0, commissions=0.0,
+                            benchmark_close={"X": np.array([1.0, 2.0, 3.0])})
+    ours = assert_clean(compute_metrics(output))
+    span_ns = int(ts[-1].astype(np.int64)) - int(ts[0].astype(np.int64))
+    assert ours["duration_days"] == span_ns / 86_400_000_000_000
+    assert ours["duration_days"] == pytest.approx(400 * 365.2425, abs=1)
+    assert ours["start"] == datetime(1700, 1, 1, tzinfo=UTC)
+    assert ours["end"] == datetime(2100, 1, 1, tzinfo=UTC)

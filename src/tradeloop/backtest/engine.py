@@ -492,12 +492,16 @@ def _sharpe(returns: np.ndarray, periods: int) -> float:
     """Annualised geometric return / annualised volatility, both in % as metrics.py
     computes them; NaN where undefined."""
     growth = 1 + _geometric_mean(returns)
-    annual_pct = (growth ** periods - 1) * 100
+    try:   # metrics.py: an annual return or volatility past the float range is undefined
+        annual_pct = (growth ** periods - 1) * 100
+        growth_2p = growth ** (2 * periods)
+    except OverflowError:
+        return math.nan
     if len(returns) < 2:
         return math.nan
     var = returns.var(ddof=1)
-    with np.errstate(invalid="ignore"):
-        volatility = float(np.sqrt((var + growth**2) ** periods - growth ** (2 * periods)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        volatility = float(np.sqrt((var + growth**2) ** periods - growth_2p))
     volatility_pct = volatility * 100
     if not volatility_pct or math.isnan(volatility_pct):
         return math.nan

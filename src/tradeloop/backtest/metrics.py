@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from tradeloop.backtest import metrics_trades
 from tradeloop.backtest.metrics_trades import (
@@ -49,7 +49,12 @@ from tradeloop.backtest.results import BacktestOutput
 Value = float | int | datetime | None
 
 _NS_PER_DAY = 86_400_000_000_000
-_DAY = pd.Timedelta(days=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# pandas' Timedelta.resolution_string as (unit, next unit) in ns: "ns", "us", "ms", "s",
+# "min", "h"; the first unit whose next unit does not divide the spacing (else "D").
+_RESOLUTIONS = ((1, 1_000), (1_000, 1_000_000), (1_000_000, 1_000_000_000),
+                (1_000_000_000, 60_000_000_000), (60_000_000_000, 3_600_000_000_000),
+                (3_600_000_000_000, _NS_PER_DAY))
 
 
 @dataclass(frozen=True)
@@ -197,21 +202,30 @@ METRICS: tuple[MetricSpec, ...] = (
 # ---------------------------------------------------------------- calendar and resampling
 
 
-def data_period(ts: np.ndarray) -> pd.Timedelta:
-    """Median spacing of the last 100 bars (NaT for a single bar), as backtesting.py."""
-    return pd.Series(ts[-100:].astype("datetime64[ns]")).diff().dropna().median()
+def data_period(ts: np.ndarray) -> int | None:
+    """Median spacing of the last 100 bars in ns (None for a single bar), as backtesting.py.
+
+    ts is int64 ns. The same number as pandas' Series(ts).diff().median(): a float64 median
+    truncated to whole nanoseconds.
+    """
+    spacing = np.diff(ts[-100:])
+    if not len(spacing):
+        return None
+    return int(np.median(spacing.astype(np.float64)))
 
 
-def periods_per_year(ts: np.ndarray, day_ends: np.ndarray, period: pd.Timedelta
+def periods_per_year(ts: np.ndarray, day_ends: np.ndarray, period: int | None
                      ) -> tuple[int, str]:
     """Annualisation factor and resampling frequency, backtesting.py's rule.
 
-    day_ends (period_ends(ts, "D")) lets the share of weekend bars be counted per day.
+    day_ends (period_ends(ts, "D")) lets the share of weekend bars be counted per day;
+    period is data_period(ts).
     """
-    freq = {7: "W", 31: "ME", 365: "YE"}.get(period.days, "D")
+    days = None if period is None else period // _NS_PER_DAY
+    freq = {7: "W", 31: "ME", 365: "YE"}.get(days, "D")  # type: ignore[arg-type]
     if freq != "D":
         return {"W": 52, "ME": 12, "YE": 1}[freq], freq
-    bars_per_day = np.diff(np.r_[-1, day_ends])
+    bars_per_day = np.diff(day_ends, prepend=-1)
     weekday = (ts[day_ends] // _NS_PER_DAY + 3) % 7   # 1970-01-01 was a Thursday (Monday = 0)
     weekend_share = bars_per_day[weekday >= 5].sum() / len(ts)
     return (365 if weekend_share > 2 / 7 * 0.6 else 252), freq
@@ -219,6 +233,16 @@ def periods_per_year(ts: np.ndarray, day_ends: np.ndarray, period: pd.Timedelta
 
 def period_ends(ts: np.ndarray, freq: str) -> np.ndarray:
     """Index of the last bar of each calendar period: pandas' resample(freq).last() bins."""
+    if freq == "D" and len(ts) > 1:
+        first_day, last_day = int(ts[0]) // _NS_PER_DAY, int(ts[-1]) // _NS_PER_DAY
+        if 0 <= last_day - first_day < len(ts) // 4:
+            # Sorted bars: binary search for each midnight instead of dividing every bar.
+            starts = np.arange(first_day + 1, last_day + 1, dtype=np.int64) * _NS_PER_DAY
+            ends = np.searchsorted(ts, starts) - 1
+            ends = np.append(ends, len(ts) - 1)
+            keep = np.ones(len(ends), dtype=bool)
+            np.not_equal(ends[1:], ends[:-1], out=keep[1:])
+            return ends[keep]
     days = ts // _NS_PER_DAY
     if freq == "W":
         key = (days + 3) // 7                        # weeks end on Sunday (W-SUN)
@@ -227,7 +251,9 @@ def period_ends(ts: np.ndarray, freq: str) -> np.ndarray:
         key = days.astype("datetime64[D]").astype(unit).astype(np.int64)
     else:
         key = days
-    return np.flatnonzero(np.r_[key[1:] != key[:-1], True])
+    change = np.ones(len(key), dtype=bool)
+    np.not_equal(key[1:], key[:-1], out=change[:-1])
+    return np.flatnonzero(change)
 
 
 def simple_returns(values: np.ndarray) -> np.ndarray:
@@ -240,20 +266,36 @@ def simple_returns(values: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- return and risk formulas
 
 
-def annualized_return(returns: np.ndarray, ppy: int) -> float:
-    """(1 + geometric mean) ** periods - 1: equals empyrical.annual_return."""
-    return (1 + geometric_mean(returns)) ** ppy - 1
+def annualized_return(returns: np.ndarray, ppy: int, geo_mean: float | None = None) -> float:
+    """(1 + geometric mean) ** periods - 1: equals empyrical.annual_return.
+
+    NaN (undefined) when it overflows a float, which only extreme synthetic curves reach.
+    geo_mean: geometric_mean(returns) if already computed.
+    """
+    if geo_mean is None:
+        geo_mean = geometric_mean(returns)
+    try:
+        return (1 + geo_mean) ** ppy - 1
+    except OverflowError:
+        return math.nan
 
 
-def annualized_volatility(returns: np.ndarray, ppy: int) -> float:
-    """Volatility of the compounded annual return (backtesting.py, SSRN 3054517), fraction."""
+def annualized_volatility(returns: np.ndarray, ppy: int, geo_mean: float | None = None
+                          ) -> float:
+    """Volatility of the compounded annual return (backtesting.py, SSRN 3054517), fraction.
+
+    geo_mean: geometric_mean(returns) if already computed."""
     if len(returns) < 2:
         return math.nan
-    growth = 1 + geometric_mean(returns)
+    growth = 1 + (geometric_mean(returns) if geo_mean is None else geo_mean)
     var = returns.var(ddof=1)
+    try:
+        growth_2ppy = growth ** (2 * ppy)
+    except OverflowError:   # inf - inf below: undefined
+        return math.nan
     # Rounding can make a zero-variance square slightly negative: NaN there, like backtesting.py.
-    with np.errstate(invalid="ignore"):
-        return float(np.sqrt((var + growth**2) ** ppy - growth ** (2 * ppy)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        return float(np.sqrt((var + growth**2) ** ppy - growth_2ppy))
 
 
 def downside_deviation(returns: np.ndarray, ppy: int) -> float:
@@ -268,7 +310,7 @@ def cagr(equity_initial: float, equity_final: float, duration_ns: int) -> float:
     years = _years(duration_ns)
     if not years or equity_initial == 0:
         return math.nan
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):   # inf: undefined (None)
         return float(np.power(equity_final / equity_initial, 1 / years)) - 1
 
 
@@ -295,19 +337,25 @@ def conditional_value_at_risk(returns: np.ndarray, cutoff: float = 0.05) -> floa
     return float(np.mean(np.partition(returns, k)[: k + 1]))
 
 
-def skewness(returns: np.ndarray) -> float:
-    """Adjusted Fisher-Pearson skewness G1 (pandas' Series.skew, scipy's bias=False)."""
+def skewness(returns: np.ndarray,
+             moments: tuple[float, float, float] | None = None) -> float:
+    """Adjusted Fisher-Pearson skewness G1 (pandas' Series.skew, scipy's bias=False).
+
+    moments: _central_moments(returns) if already computed."""
     n = len(returns)
-    m2, m3, _ = _central_moments(returns)
+    m2, m3, _ = moments or _central_moments(returns)
     if n < 3 or not m2:
         return math.nan
     return m3 / m2**1.5 * math.sqrt(n * (n - 1)) / (n - 2)
 
 
-def excess_kurtosis(returns: np.ndarray) -> float:
-    """Bias-corrected excess kurtosis G2 (pandas' Series.kurt, scipy's bias=False)."""
+def excess_kurtosis(returns: np.ndarray,
+                    moments: tuple[float, float, float] | None = None) -> float:
+    """Bias-corrected excess kurtosis G2 (pandas' Series.kurt, scipy's bias=False).
+
+    moments: _central_moments(returns) if already computed."""
     n = len(returns)
-    m2, _, m4 = _central_moments(returns)
+    m2, _, m4 = moments or _central_moments(returns)
     if n < 4 or not m2:
         return math.nan
     g2 = m4 / m2**2 - 3
@@ -337,8 +385,16 @@ def tail_ratio(returns: np.ndarray) -> float:
     """|95th percentile| / |5th percentile| of returns: empyrical.tail_ratio."""
     if not len(returns):
         return math.nan
-    upper, lower = np.percentile(returns, [95, 5])
+    lower, upper = np.percentile(returns, [5, 95])
     return safe_div(abs(upper), abs(lower))
+
+
+def var_and_tail_ratio(returns: np.ndarray) -> tuple[float, float]:
+    """value_at_risk(returns) and tail_ratio(returns) from one np.percentile call."""
+    if not len(returns):
+        return math.nan, math.nan
+    lower, upper = np.percentile(returns, [5, 95])
+    return float(lower), safe_div(abs(upper), abs(lower))
 
 
 def stability(returns: np.ndarray) -> float:
@@ -364,9 +420,11 @@ def drawdown(values: np.ndarray, peak: np.ndarray | None = None) -> np.ndarray:
     return np.subtract(1, dd, out=dd)   # in place: one 8 MB array less per million bars
 
 
-def max_drawdown(values: np.ndarray) -> float:
-    """Deepest drawdown fraction, max(drawdown(values)) with one temporary array less."""
-    ratio = np.maximum.accumulate(values)
+def max_drawdown(values: np.ndarray, out: np.ndarray | None = None) -> float:
+    """Deepest drawdown fraction, max(drawdown(values)) with one temporary array less.
+
+    out: a float array of len(values) to work in (overwritten), instead of a new one."""
+    ratio = np.maximum.accumulate(values, out=out)
     with np.errstate(divide="ignore", invalid="ignore"):
         np.divide(values, ratio, out=ratio)
     return 1 - float(ratio.min()) if len(ratio) else math.nan
@@ -380,7 +438,7 @@ def drawdown_episodes(dd: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.nd
     """
     at_peak = np.flatnonzero(dd == 0)
     if not len(at_peak) or at_peak[-1] != len(dd) - 1:
-        at_peak = np.r_[at_peak, len(dd) - 1]
+        at_peak = np.append(at_peak, len(dd) - 1)
     if len(at_peak) < 2:
         return np.array([], dtype=np.int64), np.array([])
     # reduceat gives max over [p_j, p_j+1); the episode also includes its end bar.
@@ -389,13 +447,27 @@ def drawdown_episodes(dd: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.nd
     return (ts[at_peak[1:]] - ts[at_peak[:-1]])[keep], depth[keep]
 
 
-def round_duration(value: pd.Timedelta, period: pd.Timedelta) -> float:
-    """Days, ceiled to the resolution of the bar spacing like backtesting.py's durations."""
-    if pd.isna(value):
+def round_duration(value: int | None, period: int | None) -> float:
+    """Days, ceiled to the resolution of the bar spacing like backtesting.py's durations.
+
+    value and period are ns (None: undefined / no spacing). The resolution is the unit of
+    the period's smallest nonzero component (pandas' Timedelta.resolution_string: a day for
+    daily bars, an hour for hourly ones), and the division is pandas' Timedelta / Timedelta.
+    """
+    if value is None:
         return math.nan
-    if not pd.isna(period):
-        value = value.ceil(period.resolution_string)
-    return value / _DAY
+    if period is not None:
+        unit = next((u for u, larger in _RESOLUTIONS if period % larger), _NS_PER_DAY)
+        value = -(-value // unit) * unit
+    return value / float(_NS_PER_DAY)
+
+
+def duration_stats_ns(durations: np.ndarray) -> tuple[int | None, int | None]:
+    """Longest and mean of int64 ns durations as pandas' TimedeltaIndex.max() / .mean() give
+    them (the mean: a float64 sum / count truncated to whole ns); None for none."""
+    if not len(durations):
+        return None, None
+    return int(durations.max()), int(durations.sum(dtype=np.float64) / float(len(durations)))
 
 
 # ---------------------------------------------------------------- benchmark
@@ -433,6 +505,9 @@ def buy_hold_return(closes: dict[str, np.ndarray]) -> float:
     """Mean over symbols of (last close - first close) / first close, fraction."""
     returns = []
     for close in closes.values():
+        if len(close) and math.isfinite(close[0]) and math.isfinite(close[-1]):
+            returns.append((close[-1] - close[0]) / close[0])   # the usual case, no scan
+            continue
         finite = np.isfinite(close)
         if finite.any():
             first = close[np.argmax(finite)]
@@ -441,14 +516,22 @@ def buy_hold_return(closes: dict[str, np.ndarray]) -> float:
     return float(np.mean(returns)) if returns else math.nan
 
 
-def beta(equity: np.ndarray, market: np.ndarray) -> float:
-    """cov / var of per-bar log returns (backtesting.py, with the benchmark as market)."""
+def beta(equity: np.ndarray, market: np.ndarray, out: np.ndarray | None = None,
+         market_is_scratch: bool = False, spare: np.ndarray | None = None) -> float:
+    """cov / var of per-bar log returns (backtesting.py, with the benchmark as market).
+
+    out and spare: float arrays of len(equity) to work in (overwritten), instead of new ones;
+    market_is_scratch: market may be overwritten too (one new array less)."""
     if len(equity) < 3:
         return math.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         # diff(log(v)) is log(v[1:] / v[:-1]) to ~1e-15 at half the cost of log on 1M bars.
-        x = np.diff(np.log(equity))
-        y = np.diff(np.log(market))
+        # np.diff's subtraction, with one log buffer for both curves (8 MB per 1M bars).
+        logs = np.log(equity, out=out)
+        x = np.subtract(logs[1:], logs[:-1], out=None if spare is None else spare[:-1])
+        np.log(market, out=logs)
+        y = np.subtract(logs[1:], logs[:-1], out=market[:-1] if market_is_scratch else None)
+        del logs
         x -= x.mean()
         y_mean = y.mean()
         y -= y_mean
@@ -476,9 +559,11 @@ class _Curve:
 
     ts: np.ndarray          # int64 ns since the epoch (UTC)
     equity: np.ndarray
-    peak: np.ndarray        # running peak of the equity
     dd: np.ndarray          # fraction below the running peak, per bar
-    period: pd.Timedelta    # bar spacing (NaT for one bar)
+    equity_peak: float      # highest equity (the running peak's last value)
+    max_drawdown_cash: float  # min(equity - running peak), cash (<= 0)
+    scratch: np.ndarray     # a spare float array of len(ts) that any group may overwrite
+    period: int | None      # bar spacing in ns (None for one bar)
     ppy: int                # periods per year
     day_ends: np.ndarray    # last bar of each UTC day
     ends: np.ndarray        # last bar of each annualisation period
@@ -488,17 +573,28 @@ class _Curve:
     def build(cls, output: BacktestOutput) -> _Curve:
         ts = np.asarray(output.ts).astype("datetime64[ns]", copy=False).view(np.int64)
         equity = np.asarray(output.equity, dtype=float)
-        period = data_period(ts.view("datetime64[ns]"))
+        period = data_period(ts)
         day_ends = period_ends(ts, "D")
         ppy, freq = periods_per_year(ts, day_ends, period)
         ends = day_ends if freq == "D" else period_ends(ts, freq)
         peak = np.maximum.accumulate(equity)
-        return cls(ts, equity, peak, drawdown(equity, peak), period, ppy, day_ends, ends,
+        dd = drawdown(equity, peak)
+        # The peak is not needed afterwards: its memory becomes the scratch array (fresh
+        # arrays of a million bars cost more in page faults than the arithmetic on them).
+        highest = peak[-1]
+        cash = minimum(np.subtract(equity, peak, out=peak))
+        return cls(ts, equity, dd, highest, cash, peak, period, ppy, day_ends, ends,
                    simple_returns(equity[ends]))
+
+    @cached_property
+    def geo_mean(self) -> float:
+        """geometric_mean(returns), shared by the annual return and volatility."""
+        return geometric_mean(self.returns)
 
     @property
     def duration_ns(self) -> int:
-        return int(self.ts[-1] - self.ts[0])
+        # Python ints: an int64 difference would overflow past 292 years.
+        return int(self.ts[-1]) - int(self.ts[0])
 
 
 def period_metrics(c: _Curve) -> dict[str, Any]:
@@ -512,9 +608,9 @@ def period_metrics(c: _Curve) -> dict[str, Any]:
 def return_metrics(c: _Curve) -> dict[str, Any]:
     first, last = c.equity[0], c.equity[-1]
     return {
-        "equity_initial": first, "equity_final": last, "equity_peak": c.equity.max(),
+        "equity_initial": first, "equity_final": last, "equity_peak": c.equity_peak,
         "net_profit": last - first, "return_pct": (last - first) / first * 100,
-        "return_ann_pct": annualized_return(c.returns, c.ppy) * 100,
+        "return_ann_pct": annualized_return(c.returns, c.ppy, c.geo_mean) * 100,
         "cagr_pct": cagr(first, last, c.duration_ns) * 100,
     }
 
@@ -525,8 +621,8 @@ def calendar_return_metrics(c: _Curve) -> dict[str, Any]:
     day_ts = c.ts[c.day_ends]
     month = c.day_ends[period_ends(day_ts, "ME")]
     year = c.day_ends[period_ends(day_ts, "YE")]
-    monthly = simple_returns(np.r_[c.equity[0], c.equity[month]])
-    yearly = simple_returns(np.r_[c.equity[0], c.equity[year]])
+    monthly = simple_returns(np.concatenate((c.equity[:1], c.equity[month])))
+    yearly = simple_returns(np.concatenate((c.equity[:1], c.equity[year])))
     return {
         "avg_daily_return_pct": mean(r) * 100,
         "positive_days_pct": mean(r > 0) * 100,
@@ -538,12 +634,15 @@ def calendar_return_metrics(c: _Curve) -> dict[str, Any]:
 
 def risk_metrics(c: _Curve) -> dict[str, Any]:
     r = c.returns
+    var_95, tail = var_and_tail_ratio(r)
+    moments = _central_moments(r)
     return {
-        "volatility_ann_pct": annualized_volatility(r, c.ppy) * 100,
+        "tail_ratio": tail,   # a risk-adjusted metric, from the same percentiles as the VaR
+        "volatility_ann_pct": annualized_volatility(r, c.ppy, c.geo_mean) * 100,
         "volatility_daily_pct": std(r) * 100,
         "downside_deviation_ann_pct": downside_deviation(r, c.ppy) * 100,
-        "var_95_pct": value_at_risk(r) * 100, "cvar_95_pct": conditional_value_at_risk(r) * 100,
-        "skew": skewness(r), "kurtosis": excess_kurtosis(r),
+        "var_95_pct": var_95 * 100, "cvar_95_pct": conditional_value_at_risk(r) * 100,
+        "skew": skewness(r, moments), "kurtosis": excess_kurtosis(r, moments),
     }
 
 
@@ -560,20 +659,20 @@ def risk_adjusted_metrics(c: _Curve, m: dict[str, Any]) -> dict[str, Any]:
         "sharpe_ratio_arithmetic": arithmetic_sharpe(r, c.ppy),
         "sortino_ratio_arithmetic": safe_div(arithmetic_annual,
                                               m["downside_deviation_ann_pct"] / 100),
-        "omega_ratio": omega_ratio(r), "tail_ratio": tail_ratio(r), "stability": stability(r),
+        "omega_ratio": omega_ratio(r), "stability": stability(r),
         "recovery_factor": safe_div(m["net_profit"], -m["max_drawdown_cash"]),
     }
 
 
 def drawdown_metrics(c: _Curve) -> dict[str, Any]:
     durations, depths = drawdown_episodes(c.dd, c.ts)
-    as_timedelta = pd.to_timedelta(durations, unit="ns")
+    longest, average = duration_stats_ns(durations)
     return {
         "max_drawdown_pct": -np.nan_to_num(c.dd.max()) * 100,
         "avg_drawdown_pct": -mean(depths) * 100,
-        "max_drawdown_duration_days": round_duration(as_timedelta.max(), c.period),
-        "avg_drawdown_duration_days": round_duration(as_timedelta.mean(), c.period),
-        "max_drawdown_cash": minimum(c.equity - c.peak),
+        "max_drawdown_duration_days": round_duration(longest, c.period),
+        "avg_drawdown_duration_days": round_duration(average, c.period),
+        "max_drawdown_cash": c.max_drawdown_cash,
         "current_drawdown_pct": -c.dd[-1] * 100,
         "num_drawdowns": len(depths),
         "time_in_drawdown_pct": np.count_nonzero(c.dd > 0) / len(c.dd) * 100,
@@ -581,18 +680,22 @@ def drawdown_metrics(c: _Curve) -> dict[str, Any]:
     }
 
 
-def benchmark_metrics(c: _Curve, output: BacktestOutput, return_pct: float) -> dict[str, Any]:
+def benchmark_metrics(c: _Curve, output: BacktestOutput, return_pct: float,
+                      spare: np.ndarray | None = None) -> dict[str, Any]:
+    """spare: a float array of len(c.ts) beta may overwrite, instead of a new one."""
     bench = benchmark_value(output.benchmark_close, len(c.ts))
     if bench is None:
         return {}
     r, b = _paired_returns(c.equity[c.ends], bench[c.ends])
     bh_pct = buy_hold_return(output.benchmark_close) * 100
-    b_beta = beta(c.equity, bench)
+    bh_max_drawdown = max_drawdown(bench, c.scratch)
+    # bench is this function's own array (benchmark_value's): beta may overwrite it.
+    b_beta = beta(c.equity, bench, c.scratch, market_is_scratch=True, spare=spare)
     active = r - b
     return {
         "buy_hold_return_pct": bh_pct,
         "buy_hold_return_ann_pct": annualized_return(b, c.ppy) * 100,
-        "buy_hold_max_drawdown_pct": -np.nan_to_num(max_drawdown(bench)) * 100,
+        "buy_hold_max_drawdown_pct": -np.nan_to_num(bh_max_drawdown) * 100,
         "excess_return_pct": return_pct - bh_pct,
         # Jensen's alpha on total returns, backtesting.py's definition.
         "alpha_pct": return_pct - b_beta * bh_pct, "beta": b_beta,
@@ -626,14 +729,15 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> float:
 def compute_metrics(output: BacktestOutput) -> dict[str, dict[str, Value]]:
     """Every metric of METRICS, grouped by category; None where undefined."""
     values: dict[str, Any] = {"commissions": output.commissions}
-    period, years = pd.NaT, math.nan
+    period: int | None = None
+    years = math.nan
     if len(output.ts):
         curve = _Curve.build(output)
         values.update(_curve_metrics(curve, output))
         period, years = curve.period, values["years"]
     # Trade durations are rounded to the bar resolution, like the drawdown durations.
     values.update(metrics_trades.trade_metrics(
-        output.trades, lambda td: round_duration(td, period), years))
+        output.trades, lambda ns: round_duration(ns, period), years))
     grouped: dict[str, dict[str, Value]] = {category: {} for category in CATEGORIES}
     for spec in METRICS:
         grouped[spec.category][spec.name] = _clean(values.get(spec.name), spec.kind)
@@ -647,7 +751,9 @@ def _curve_metrics(c: _Curve, output: BacktestOutput) -> dict[str, Any]:
         m.update(group(c))
     # The ratios reuse the values above instead of recomputing them.
     m.update(risk_adjusted_metrics(c, m))
-    m.update(benchmark_metrics(c, output, m["return_pct"]))
+    # drawdown_metrics, the only reader of c.dd, has run: its memory can serve beta (a fresh
+    # array costs a million bars more in page faults than the arithmetic done in it).
+    m.update(benchmark_metrics(c, output, m["return_pct"], spare=c.dd))
     m.update(metrics_trades.exposure_metrics(c.ts, np.asarray(output.in_market, dtype=bool),
                                              m["return_pct"]))
     return m
@@ -666,4 +772,5 @@ def _clean(value: Any, kind: str) -> Value:
 
 
 def _utc(ns: np.int64) -> datetime:
-    return pd.Timestamp(int(ns)).to_pydatetime().replace(tzinfo=UTC)
+    """pandas' Timestamp(ns).to_pydatetime() in UTC: whole microseconds (floored)."""
+    return _EPOCH + timedelta(microseconds=int(ns) // 1000)

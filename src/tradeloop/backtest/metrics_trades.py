@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from tradeloop.backtest.results import Trades
 
@@ -24,7 +23,8 @@ _NS_PER_DAY = 86_400_000_000_000
 
 def geometric_mean(returns: np.ndarray) -> float:
     """Per-period compounded mean; 0 when any return is <= -100 % (backtesting.py)."""
-    growth = np.nan_to_num(returns, nan=0.0) + 1
+    # nan_to_num (NaN -> 0, inf -> the largest float) only when needed: it is the slow part.
+    growth = (returns if np.isfinite(returns).all() else np.nan_to_num(returns, nan=0.0)) + 1
     if np.any(growth <= 0):
         return 0.0
     return math.exp(np.log(growth).sum() / (len(growth) or np.nan)) - 1
@@ -41,7 +41,9 @@ def safe_div(numerator: float, denominator: float) -> float:
 
 
 def mean(values: np.ndarray) -> float:
-    return float(np.mean(values)) if len(values) else math.nan
+    """np.mean (a float64 sum / count, bit for bit) without its Python overhead."""
+    n = len(values)
+    return float(np.add.reduce(values, dtype=np.float64) / n) if n else math.nan
 
 
 def std(values: np.ndarray) -> float:
@@ -50,9 +52,15 @@ def std(values: np.ndarray) -> float:
     Exactly 0 for identical values (as empyrical): the mean's rounding would leave ~1e-18
     and turn a ratio over it into a huge number instead of undefined.
     """
-    if len(values) < 2:
+    n = len(values)
+    if n < 2:
         return math.nan
-    return float(np.std(values, ddof=1)) if values.max() != values.min() else 0.0
+    if values.max() == values.min():
+        return 0.0
+    # np.std(values, ddof=1) step for step (sum / n, squared deviations, sum / (n - 1), sqrt).
+    dev = values - np.add.reduce(values, dtype=np.float64) / n
+    np.multiply(dev, dev, out=dev)
+    return float(np.sqrt(np.add.reduce(dev) / (n - 1)))
 
 
 def maximum(values: np.ndarray) -> float:
@@ -63,10 +71,16 @@ def minimum(values: np.ndarray) -> float:
     return float(np.min(values)) if len(values) else math.nan
 
 
-def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (exclusive) index of every run of True in mask."""
-    edges = np.diff(np.r_[0, mask.astype(np.int8), 0])
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+def runs(mask: np.ndarray, negate: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) index of every run of True in mask (of False if negate)."""
+    padded = np.zeros(len(mask) + 2, dtype=bool)
+    if negate:
+        np.logical_not(mask, out=padded[1:-1])
+    else:
+        padded[1:-1] = mask
+    # Edges alternate, a start first: False -> True at a start, True -> False at an end.
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return edges[::2], edges[1::2]
 
 
 def longest_run(mask: np.ndarray) -> int:
@@ -77,9 +91,9 @@ def longest_run(mask: np.ndarray) -> int:
 # ---------------------------------------------------------------- trades
 
 
-def trade_metrics(trades: Trades, round_duration: Callable[[pd.Timedelta], float],
+def trade_metrics(trades: Trades, round_duration: Callable[[int | None], float],
                   years: float) -> dict[str, Any]:
-    """All trade metrics; round_duration turns a Timedelta into (ceiled) days."""
+    """All trade metrics; round_duration turns ns (None: undefined) into (ceiled) days."""
     pnl = np.asarray(trades.pnl, dtype=float)
     returns = np.asarray(trades.return_pct, dtype=float)
     return {
@@ -116,15 +130,22 @@ def payoff_ratio(pnl: np.ndarray) -> float:
     return safe_div(mean(pnl[pnl > 0]), -mean(pnl[pnl < 0]))
 
 
-def duration_stats(trades: Trades, round_duration: Callable[[pd.Timedelta], float]
+def duration_stats(trades: Trades, round_duration: Callable[[int | None], float]
                    ) -> dict[str, Any]:
-    """Longest and mean exit_time - entry_time, ceiled like backtesting.py's."""
-    durations = pd.to_timedelta(
-        np.asarray(trades.exit_time, dtype="datetime64[ns]")
-        - np.asarray(trades.entry_time, dtype="datetime64[ns]"))
+    """Longest and mean exit_time - entry_time, ceiled like backtesting.py's.
+
+    In int64 ns: the max and the mean are pandas' TimedeltaIndex.max() / .mean() (a float64
+    sum / count truncated to whole ns), without building the index.
+    """
+    durations = (np.asarray(trades.exit_time, dtype="datetime64[ns]").view(np.int64)
+                 - np.asarray(trades.entry_time, dtype="datetime64[ns]").view(np.int64))
+    if not len(durations):
+        return {"max_trade_duration_days": round_duration(None),
+                "avg_trade_duration_days": round_duration(None)}
+    average = int(durations.sum(dtype=np.float64) / float(len(durations)))
     return {
-        "max_trade_duration_days": round_duration(durations.max()),
-        "avg_trade_duration_days": round_duration(durations.mean()),
+        "max_trade_duration_days": round_duration(int(durations.max())),
+        "avg_trade_duration_days": round_duration(average),
     }
 
 
@@ -196,7 +217,7 @@ def exposure_metrics(ts: np.ndarray, in_market: np.ndarray, return_pct: float
 
 
 def longest_flat_period_days(ts: np.ndarray, in_market: np.ndarray) -> float:
-    starts, ends = runs(~in_market)
+    starts, ends = runs(in_market, negate=True)
     if not len(starts):
         return 0.0
     stop = np.minimum(ends, len(ts) - 1)
