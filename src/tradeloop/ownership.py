@@ -7,7 +7,7 @@ user can never infer that another user's strategy, backtest or token exists.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, ForeignKey, Select, func, select
@@ -56,6 +56,14 @@ class OwnedRepository(Generic[M]):
         if limit is not None:
             query = query.limit(limit)
         return list(self.session.scalars(query))
+
+    def page(self, equal: Mapping[Any, Any], *, order_by: Sequence[Any], limit: int,
+             offset: int = 0) -> tuple[list[M], int]:
+        """One page of rows whose columns equal the given values (None means any), and how
+        many match in all: what every filtered, paginated listing needs."""
+        criteria = [column == value for column, value in equal.items() if value is not None]
+        return (self.list(*criteria, order_by=order_by, limit=limit, offset=offset),
+                self.count(*criteria))
 
     def count(self, *criteria: ColumnElement[bool]) -> int:
         query = select(func.count()).select_from(self.model).where(

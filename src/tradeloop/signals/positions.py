@@ -148,30 +148,18 @@ def list_decisions(*, session: Session, owner_id: uuid.UUID, signal_id: uuid.UUI
                    action: str | None = None, limit: int = 50,
                    offset: int = 0) -> tuple[list[Decision], int]:
     """The owner's decisions, newest first."""
-    criteria = []
-    if signal_id:
-        criteria.append(Decision.signal_id == signal_id)
-    if action:
-        criteria.append(Decision.action == action)
-    repository = DecisionRepository(session, owner_id)
-    rows = repository.list(*criteria, order_by=[Decision.created_at.desc(), Decision.id.desc()],
-                           limit=limit, offset=offset)
-    return rows, repository.count(*criteria)
+    return DecisionRepository(session, owner_id).page(
+        {Decision.signal_id: signal_id, Decision.action: action},
+        order_by=[Decision.created_at.desc(), Decision.id.desc()], limit=limit, offset=offset)
 
 
 def list_positions(*, session: Session, owner_id: uuid.UUID, status: str | None = None,
                    symbol: str | None = None, limit: int = 50,
                    offset: int = 0) -> tuple[list[Position], int]:
     """The owner's positions, newest first."""
-    criteria = []
-    if status:
-        criteria.append(Position.status == status)
-    if symbol:
-        criteria.append(Position.symbol == symbol.strip().upper())
-    repository = PositionRepository(session, owner_id)
-    rows = repository.list(*criteria, order_by=[Position.opened_at.desc(), Position.id.desc()],
-                           limit=limit, offset=offset)
-    return rows, repository.count(*criteria)
+    return PositionRepository(session, owner_id).page(
+        {Position.status: status, Position.symbol: symbol.strip().upper() if symbol else None},
+        order_by=[Position.opened_at.desc(), Position.id.desc()], limit=limit, offset=offset)
 
 
 def get_position(*, session: Session, owner_id: uuid.UUID, position_id: uuid.UUID) -> Position:

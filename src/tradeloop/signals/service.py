@@ -363,17 +363,10 @@ def list_signals(*, session: Session, owner_id: uuid.UUID, symbol: str | None = 
                  status: str | None = None, origin: str | None = None, limit: int = 50,
                  offset: int = 0) -> tuple[list[Signal], int]:
     """The owner's signals, newest first, with the total matching the filters."""
-    criteria = []
-    if symbol:
-        criteria.append(Signal.symbol == symbol.strip().upper())
-    if status:
-        criteria.append(Signal.status == status)
-    if origin:
-        criteria.append(Signal.origin == origin)
-    repository = SignalRepository(session, owner_id)
-    rows = repository.list(*criteria, order_by=[Signal.received_at.desc(), Signal.id.desc()],
-                           limit=limit, offset=offset)
-    return rows, repository.count(*criteria)
+    return SignalRepository(session, owner_id).page(
+        {Signal.symbol: symbol.strip().upper() if symbol else None, Signal.status: status,
+         Signal.origin: origin},
+        order_by=[Signal.received_at.desc(), Signal.id.desc()], limit=limit, offset=offset)
 
 
 def get_signal(*, session: Session, owner_id: uuid.UUID, signal_id: uuid.UUID) -> Signal:
@@ -384,12 +377,7 @@ def list_processing_errors(*, session: Session, owner_id: uuid.UUID, stage: str 
                            endpoint_id: uuid.UUID | None = None, limit: int = 50,
                            offset: int = 0) -> tuple[list[ProcessingError], int]:
     """The owner's processing errors, newest first."""
-    criteria = []
-    if stage:
-        criteria.append(ProcessingError.stage == stage)
-    if endpoint_id:
-        criteria.append(ProcessingError.endpoint_id == endpoint_id)
-    repository = ProcessingErrorRepository(session, owner_id)
-    order = [ProcessingError.received_at.desc(), ProcessingError.id.desc()]
-    rows = repository.list(*criteria, order_by=order, limit=limit, offset=offset)
-    return rows, repository.count(*criteria)
+    return ProcessingErrorRepository(session, owner_id).page(
+        {ProcessingError.stage: stage, ProcessingError.endpoint_id: endpoint_id},
+        order_by=[ProcessingError.received_at.desc(), ProcessingError.id.desc()],
+        limit=limit, offset=offset)

@@ -114,15 +114,9 @@ def list_strategies(*, session: Session, owner_id: uuid.UUID, status: str | None
                     name: str | None = None, limit: int = 50,
                     offset: int = 0) -> tuple[list[Strategy], int]:
     """The owner's strategies, newest first, and how many match in all."""
-    criteria = []
-    if status:
-        criteria.append(Strategy.status == status)
-    if name:
-        criteria.append(Strategy.name == name)
-    repository = StrategyRepository(session, owner_id)
-    rows = repository.list(*criteria, order_by=[Strategy.updated_at.desc(), Strategy.id],
-                           limit=limit, offset=offset)
-    return rows, repository.count(*criteria)
+    return StrategyRepository(session, owner_id).page(
+        {Strategy.status: status, Strategy.name: name},
+        order_by=[Strategy.updated_at.desc(), Strategy.id], limit=limit, offset=offset)
 
 
 @dataclass(frozen=True)
