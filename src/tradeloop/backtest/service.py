@@ -44,7 +44,6 @@ from tradeloop.tasks import enqueue
 log = structlog.get_logger(__name__)
 
 ENGINE_VERSION = "1"
-METRIC_CATEGORY = {spec.name: spec.category for spec in METRICS}
 Progress = Callable[[str], None]
 
 
@@ -108,8 +107,7 @@ def start_queue(*, session: Session, owner_id: uuid.UUID, max_running: int,
 
 def _symbols_for(request: RunRequest, compiled: CompiledStrategy) -> list[str]:
     chosen = request.symbols or compiled.definition.symbols
-    symbols = sorted({market_data.normalize_symbol(s) for s in chosen})
-    return symbols
+    return sorted({market_data.normalize_symbol(s) for s in chosen})
 
 
 def cache_key(owner_id: uuid.UUID, compiled: CompiledStrategy, symbols: Sequence[str],
@@ -262,7 +260,7 @@ def store_output(*, session: Session, run: BacktestRun, output: BacktestOutput) 
     trades = output.trades
     if len(trades):
         session.execute(insert(BacktestTrade), [
-            {"id": uuid.uuid4(), "run_id": run.id, "seq": seq, "symbol": str(trades.symbol[i]),
+            {"id": uuid.uuid4(), "run_id": run.id, "seq": i, "symbol": str(trades.symbol[i]),
              "direction": int(trades.direction[i]), "size": float(trades.size[i]),
              "entry_bar": int(trades.entry_index[i]), "exit_bar": int(trades.exit_index[i]),
              "entry_time": market_data.utc_datetime(trades.entry_time[i]),
@@ -272,7 +270,7 @@ def store_output(*, session: Session, run: BacktestRun, output: BacktestOutput) 
              "commission": float(trades.commission[i]), "pnl": float(trades.pnl[i]),
              "return_pct": float(trades.return_pct[i]) * 100,
              "exit_reason": str(trades.exit_reason[i])}
-            for seq, i in enumerate(range(len(trades)))])
+            for i in range(len(trades))])
     session.flush()
 
 
