@@ -172,8 +172,9 @@ def wait_for_tasks(timeout_s: float = 60) -> None:
 
 
 def store_bars(db: Database, symbol: str, count: int = 300, *, seed: int = 7,
-               drift: float = 0.0) -> None:
-    """Import `count` daily random-walk bars for `symbol` through the market data service."""
+               drift: float = 0.0, end: str | None = None) -> None:
+    """Import `count` daily random-walk bars for `symbol` through the market data service
+    (from 2020-01-01, or ending on the date `end`)."""
     import numpy as np
     import pandas as pd
 
@@ -184,7 +185,8 @@ def store_bars(db: Database, symbol: str, count: int = 300, *, seed: int = 7,
     close = 100 * np.exp(np.cumsum(rng.normal(drift, 0.02, count)))
     opening = close * np.exp(rng.normal(0, 0.005, count))
     frame = pd.DataFrame({
-        "ts": pd.date_range("2020-01-01", periods=count, freq="D", tz="UTC"),
+        "ts": pd.date_range(None if end else "2020-01-01", end, periods=count, freq="D",
+                            tz="UTC"),
         "open": opening, "high": np.maximum(opening, close) * 1.01,
         "low": np.minimum(opening, close) * 0.99, "close": close,
         "volume": np.full(count, 1000.0)})

@@ -13,6 +13,8 @@ ROUTER_MODULES = (
     "tradeloop.strategies.api",
     "tradeloop.backtest.api",
     "tradeloop.signals.api",
+    "tradeloop.signals.gex_api",
+    "tradeloop.signals.metrics_api",
     "tradeloop.web.api",
 )
 TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.backtest.tasks",

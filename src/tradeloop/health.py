@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from tradeloop.db import Database
 from tradeloop.errors import NotFoundError
+from tradeloop.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -39,14 +40,26 @@ class ComponentHealth:
 
 
 HealthCheck = Callable[[Database], ComponentHealth]
+SettingsHealthCheck = Callable[[Database, Settings], ComponentHealth]
 _CHECKS: dict[str, HealthCheck] = {}
+_NEEDS_SETTINGS: set[str] = set()
 # Checks run off the request thread so that a stuck dependency cannot hang /health.
 _executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health")
+# The per-component waits run on their own pool: sharing one pool with the checks they wait
+# for would starve it (each component holds a thread while its check needs another).
+_waiters = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health-wait")
 
 
 def register_health_check(name: str, check: HealthCheck) -> None:
     """Add a component to /health and expose it as /health/{name}."""
     _CHECKS[name] = check
+    _NEEDS_SETTINGS.discard(name)
+
+
+def register_settings_health_check(name: str, check: SettingsHealthCheck) -> None:
+    """Like register_health_check, for a check that also reads the app's settings."""
+    _CHECKS[name] = check  # type: ignore[assignment]
+    _NEEDS_SETTINGS.add(name)
 
 
 def check_database(db: Database) -> ComponentHealth:
@@ -58,9 +71,11 @@ def check_database(db: Database) -> ComponentHealth:
 register_health_check("database", check_database)
 
 
-def _run_check(name: str, check: HealthCheck, db: Database, timeout_s: float) -> dict[str, Any]:
+def _run_check(name: str, check: HealthCheck, db: Database, timeout_s: float,
+               settings: Settings | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    future = _executor.submit(check, db)
+    args = (db, settings) if name in _NEEDS_SETTINGS else (db,)
+    future = _executor.submit(check, *args)
     try:
         result = future.result(timeout=timeout_s)
     except FutureTimeout:
@@ -72,11 +87,11 @@ def _run_check(name: str, check: HealthCheck, db: Database, timeout_s: float) ->
     return result.as_dict(round((time.perf_counter() - started) * 1000, 1))
 
 
-def check_components(db: Database, timeout_s: float,
-                     names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+def check_components(db: Database, timeout_s: float, names: list[str] | None = None,
+                     settings: Settings | None = None) -> dict[str, dict[str, Any]]:
     """Run the named checks (all by default) concurrently, each bounded by `timeout_s`."""
     selected = {name: _CHECKS[name] for name in (names or list(_CHECKS))}
-    started = {name: _executor.submit(_run_check, name, check, db, timeout_s)
+    started = {name: _waiters.submit(_run_check, name, check, db, timeout_s, settings)
                for name, check in selected.items()}
     return {name: future.result() for name, future in started.items()}
 
@@ -103,8 +118,8 @@ router = APIRouter(tags=["health"])
 
 def _health_response(request: Request, names: list[str] | None) -> JSONResponse:
     db: Database = request.app.state.db
-    timeout_s: float = request.app.state.settings.health_check_timeout_s
-    body = summarize(check_components(db, timeout_s, names))
+    settings: Settings = request.app.state.settings
+    body = summarize(check_components(db, settings.health_check_timeout_s, names, settings))
     return JSONResponse(body, status_code=200 if body["healthy"] else 503)
 
 

@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     task_pool_size: int = Field(default=4, ge=1, le=64)
     db_connect_timeout_s: float = Field(default=2.0, gt=0)
     health_check_timeout_s: float = Field(default=1.5, gt=0)
+    # Live-signal context, GEX and metrics (docs/signals.md).
+    context_cache_ttl_s: float = Field(default=60.0, ge=0)
+    context_stale_after_bars: float = Field(default=5.0, gt=0)
+    gex_max_age_s: int = Field(default=86_400, ge=60)
+    context_health_window_s: int = Field(default=900, ge=60)
+    metrics_token: SecretStr | None = None
+    metrics_latency_window: int = Field(default=1000, ge=10, le=100_000)
 
     @model_validator(mode="after")
     def _resolve_data_dir(self) -> Settings:

@@ -42,7 +42,8 @@ def make_endpoint(db: Database, owner: uuid.UUID, **risk: Any) -> uuid.UUID:
 
 def send(db: Database, owner: uuid.UUID, direction: str, *, at: datetime = MONDAY,
          symbol: str = "SPY", price: float | None = 100.0, endpoint: uuid.UUID | None = None,
-         stop_loss: str | None = None, **metadata: Any) -> uuid.UUID:
+         stop_loss: str | None = None, config: flows.ProcessingConfig = CONFIG,
+         **metadata: Any) -> uuid.UUID:
     """Ingest one signal at `at` and process it; returns the signal id."""
     intake = service.Intake(owner, endpoint, EndpointAuth("s", frozenset({"x_signature"})))
     body = signal_body(symbol=symbol, direction=direction, timestamp=at.isoformat(),
@@ -56,7 +57,7 @@ def send(db: Database, owner: uuid.UUID, direction: str, *, at: datetime = MONDA
         assert result.status == "ACCEPTED" and result.signal_id, result
         if stop_loss:
             session.get(Signal, result.signal_id).stop_loss = Decimal(stop_loss)
-    flows.process_signal(db, result.signal_id, CONFIG)
+    flows.process_signal(db, result.signal_id, config)
     return result.signal_id
 
 
@@ -186,10 +187,16 @@ def test_context_from_bars_or_degraded(db: Database, owner: uuid.UUID) -> None:
     without_bars = send(db, owner, "LONG", symbol="QQQ")
     decision = decision_of(db, without_bars)
     assert decision.degraded and decision.action == "ENTER"
-    assert "no 5m or 1d bars for QQQ" in decision.inputs["context"]["problems"][0]
+    [missing] = decision.inputs["degraded_reasons"]
+    assert missing["kind"] == "bars_missing"
+    assert "no 5m or 1d bars for QQQ" in missing["message"]
     nothing = send(db, owner, "LONG", symbol="IWM", price=None)
     assert decision_of(db, nothing).action == "REJECT"
-    store_bars(db, "SPY")
+    store_bars(db, "DIA")  # 2020: years older than the signal
+    stale = decision_of(db, send(db, owner, "LONG", symbol="DIA", price=None))
+    assert stale.degraded and stale.action == "ENTER"
+    assert [r["kind"] for r in stale.inputs["degraded_reasons"]] == ["bars_stale"]
+    store_bars(db, "SPY", end="2026-02-27")  # the Friday before MONDAY
     with_bars = send(db, owner, "LONG", price=None)
     decision = decision_of(db, with_bars)
     context = decision.inputs["context"]

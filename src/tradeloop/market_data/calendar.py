@@ -79,6 +79,14 @@ class MarketCalendar:
         calendar = self._calendar(self.exchange_for(symbol), at + timedelta(days=30))
         return calendar.next_close(_utc_minute(at)).to_pydatetime()
 
+    def open_minutes(self, symbol: str, start: datetime, end: datetime) -> int:
+        """How many minutes `symbol`'s market traded between `start` and `end` (0 if end <=
+        start): how old data is in trading time, so a weekend does not make it look stale."""
+        if end <= start:
+            return 0
+        calendar = self._calendar(self.exchange_for(symbol), end)
+        return int(calendar.minutes_distance(_utc_minute(start), _utc_minute(end)))
+
     def session(self, symbol: str, day: date) -> SessionTimes | None:
         """The trading session on `day`, or None when the market is closed all day."""
         calendar = self._calendar(self.exchange_for(symbol), _day_end(day))

@@ -110,7 +110,7 @@ async def _receive(request: Request, endpoint_key: str | None) -> JSONResponse:
         # Database work is synchronous; keep it off the event loop.
         result = await run_in_threadpool(
             _ingest, request.app.state.db, request.app.state.settings, endpoint_key, raw_body,
-            dict(request.headers), client_address(request), correlation_id)
+            dict(request.headers), client_address(request), correlation_id, started)
     except AppError as exc:
         error = WebhookError(code=exc.code, message=exc.message, details=exc.details,
                              correlation_id=correlation_id)
@@ -126,7 +126,7 @@ async def _receive(request: Request, endpoint_key: str | None) -> JSONResponse:
 
 def _ingest(db: Database, settings: Settings, endpoint_key: str | None, raw_body: bytes,
             headers: dict[str, str], client_ip: str, correlation_id: str | None,
-            ) -> service.IngestResult:
+            started: float | None = None) -> service.IngestResult:
     # Our own unit of work, committed before we answer: ACCEPTED means durably stored.
     with db.unit_of_work() as session:
         if endpoint_key is None:
@@ -137,7 +137,7 @@ def _ingest(db: Database, settings: Settings, endpoint_key: str | None, raw_body
         result = service.receive_webhook(
             session=session, intake=intake, raw_body=raw_body, headers=headers,
             client_ip=client_ip, correlation_id=correlation_id,
-            replay_window=replay_window(settings))
+            replay_window=replay_window(settings), started=started)
         if result.status == "ACCEPTED" and settings.signal_process_on_ingest:
             # Runs after the commit: the processor only ever sees a durably queued row.
             enqueue(session, signal_tasks.process_signal_queue.__name__)

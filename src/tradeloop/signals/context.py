@@ -7,7 +7,7 @@ with the problem written down, and the decision records it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +15,9 @@ import numpy as np
 import structlog
 from sqlalchemy.orm import Session
 
+from tradeloop.market_data.calendar import MarketCalendar
 from tradeloop.market_data.service import BarArrays, load_bars, utc_datetime
+from tradeloop.market_data.timeframes import DAILY_TIMEFRAMES, TIMEFRAME_SECONDS
 
 log = structlog.get_logger(__name__)
 
@@ -23,6 +25,16 @@ FALLBACK_TIMEFRAME = "1d"
 LOOKBACK = 60  # enough for SMA 50 and a 14-bar ATR
 ATR_PERIOD = 14
 PRICE_STEP = Decimal("1e-8")  # the Numeric(20, 8) price columns
+# Past this wall-clock age intraday bars are stale without asking the calendar: no market
+# closes for two weeks.
+CALENDAR_HORIZON = timedelta(days=14)
+
+Problem = dict[str, str]  # {"kind": …, "message": …}: why a context is degraded
+
+
+def problem(kind: str, message: str) -> Problem:
+    """A degraded reason; `kind` is stable (health counts by it), `message` is for people."""
+    return {"kind": kind, "message": message}
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ class MarketContext:
     sma20: float | None = None
     sma50: float | None = None
     atr_pct: float | None = None
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
     @property
     def degraded(self) -> bool:
@@ -56,10 +68,12 @@ def build_context(*, session: Session, symbol: str, timeframe: str,
         bars = _recent_bars(session, symbol, timeframe, at)
     except Exception as exc:  # a broken provider degrades, it does not fail the signal
         log.warning("context_failed", symbol=symbol, error=str(exc))
-        return MarketContext(problems=[f"context provider failed: {exc}"])
+        return MarketContext(problems=[problem("context_failed",
+                                               f"context provider failed: {exc}")])
     if bars is None:
-        return MarketContext(problems=[f"no {timeframe} or {FALLBACK_TIMEFRAME} bars for "
-                                       f"{symbol} up to {at.isoformat()}"])
+        return MarketContext(problems=[problem(
+            "bars_missing", f"no {timeframe} or {FALLBACK_TIMEFRAME} bars for {symbol} up to "
+            f"{at.isoformat()}")])
     return summarize(bars)
 
 
@@ -79,7 +93,8 @@ def summarize(bars: BarArrays) -> MarketContext:
     last = float(close[-1])
     sma20 = float(close[-20:].mean()) if len(close) >= 20 else None
     sma50 = float(close[-50:].mean()) if len(close) >= 50 else None
-    problems = [] if sma20 is not None else [f"only {len(close)} bars: trend unknown"]
+    problems = [] if sma20 is not None else [
+        problem("bars_insufficient", f"only {len(close)} bars: trend unknown")]
     return MarketContext(
         latest_close=Decimal(str(last)).quantize(PRICE_STEP), bar_time=utc_datetime(bars.ts[-1]),
         timeframe=bars.timeframe, trend=_trend(last, sma20, sma50), sma20=sma20, sma50=sma50,
@@ -105,3 +120,33 @@ def _atr_pct(bars: BarArrays) -> float | None:
                                     np.abs(bars.high[1:] - previous),
                                     np.abs(bars.low[1:] - previous)])
     return float(true_range[-ATR_PERIOD:].mean() / bars.close[-1] * 100)
+
+
+def stale_bars(context: MarketContext, *, symbol: str, at: datetime,
+               calendar: MarketCalendar, after_bars: float) -> Problem | None:
+    """A problem when the latest bar ended more than `after_bars` bar lengths before `at`.
+
+    Daily and weekly bars count wall-clock time (five days absorb a weekend and a holiday);
+    intraday bars count the minutes the symbol's market was open since the bar ended, so the
+    Friday close is not stale at Monday's open but a feed that stopped mid-session is.
+    """
+    seconds = TIMEFRAME_SECONDS.get(context.timeframe or "")
+    if context.bar_time is None or seconds is None:
+        return None
+    bar_end = context.bar_time + timedelta(seconds=seconds)
+    limit = timedelta(seconds=seconds * after_bars)
+    age = at - bar_end
+    if age <= limit:
+        return None
+    if context.timeframe not in DAILY_TIMEFRAMES and age <= limit + CALENDAR_HORIZON:
+        traded = timedelta(minutes=calendar.open_minutes(symbol, bar_end, at))
+        if traded <= limit:
+            return None
+        age = traded
+    return problem("bars_stale", f"latest {context.timeframe} bar of {symbol} "
+                   f"({context.bar_time.isoformat()}) is {_hours(age)} old at "
+                   f"{at.isoformat()}; stale after {after_bars:g} bars")
+
+
+def _hours(age: timedelta) -> str:
+    return f"{age.total_seconds() / 3600:.1f} h"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from tradeloop.db import Database
 from tradeloop.market_data.calendar import MarketCalendar, calendar_from_settings
 from tradeloop.settings import Settings, get_settings
-from tradeloop.signals.context import build_context
+from tradeloop.signals.context_cache import ContextCache, ContextPolicy, store_snapshot
 from tradeloop.signals.models import (
     DecisionAction,
     ProcessingError,
@@ -32,6 +32,7 @@ from tradeloop.signals.models import (
 )
 from tradeloop.signals.outbox import claim_signals, finish_signal, requeue_abandoned
 from tradeloop.signals.positions import execute_plan, load_book, lock_book, record_decision
+from tradeloop.signals.regime import regime
 from tradeloop.signals.trading import MONEY, Order, Plan, RiskGates, apply, decide
 
 log = structlog.get_logger(__name__)
@@ -41,14 +42,20 @@ ABANDONED_AFTER = timedelta(minutes=5)
 
 @dataclass(frozen=True)
 class ProcessingConfig:
-    """What processing needs from the settings: market hours and whether they apply."""
+    """What processing needs from the settings: market hours, whether they apply, and the
+    process's context cache (with its TTL and staleness limits)."""
 
     calendar: MarketCalendar
     market_hours_enforced: bool = True
+    contexts: ContextCache = field(default_factory=ContextCache)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProcessingConfig:
-        return cls(calendar_from_settings(settings), settings.market_hours_enforced)
+        policy = ContextPolicy(ttl_s=settings.context_cache_ttl_s,
+                               stale_after_bars=settings.context_stale_after_bars,
+                               gex_max_age=timedelta(seconds=settings.gex_max_age_s))
+        return cls(calendar_from_settings(settings), settings.market_hours_enforced,
+                   ContextCache(policy))
 
 
 @functools.cache
@@ -89,24 +96,31 @@ def process_signal(db: Database, signal_id: uuid.UUID,
             lock_book(session, signal.user_id)
             # 1. Market hours (crypto trades 24/7), judged at the signal's own timestamp.
             market_open, hours = market_hours(config, signal)
-            # 2. Context from stored bars; missing bars degrade, they do not stop us.
-            context = build_context(session=session, symbol=signal.symbol,
-                                    timeframe=signal.timeframe, at=signal.signal_time)
-            order = Order(signal.symbol, signal.direction,
-                          fill_price(signal, context.latest_close), signal.signal_time,
-                          signal.score, signal.confidence)
+            # 2. Context (bars + GEX, cached); missing or stale data degrades, never stops.
+            context = config.contexts.lookup(
+                session=session, owner_id=signal.user_id, symbol=signal.symbol,
+                timeframe=signal.timeframe, at=signal.signal_time, calendar=config.calendar)
+            gates = risk_gates(session, signal)
+            price = fill_price(signal, context.market.latest_close)
+            found = regime(context.gex, price, gates.gex_wall_buffer_pct) \
+                if context.gex is not None and price is not None else None
+            order = Order(signal.symbol, signal.direction, price, signal.signal_time,
+                          signal.score, signal.confidence, context.market.trend, found)
             # 3. Decision: the risk gates against the user's book.
             book = load_book(session, signal.user_id, order.at)
-            plan = decide(order, book, risk_gates(session, signal)) if market_open \
+            plan = decide(order, book, gates) if market_open \
                 else Plan(DecisionAction.REJECT, [hours])
             # 4. Paper position opened / closed / reversed; 5. outcome on the opening signal.
             _, closed = apply(book, plan, order)
             execute_plan(session, signal, plan, order, closed)
-            record_decision(session, signal, plan, degraded=context.degraded,
-                            latency_ms=(time.perf_counter() - started) * 1000,
-                            inputs={"market_open": market_open, "market_hours": hours,
-                                    "fill_price": _text(order.price),
-                                    "context": context.as_json()})
+            decision = record_decision(
+                session, signal, plan, degraded=context.degraded,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                inputs={"market_open": market_open, "market_hours": hours,
+                        "fill_price": _text(order.price), "context": context.as_json(),
+                        "gex_regime": found.as_json() if found else None,
+                        "degraded_reasons": context.problems})
+            store_snapshot(session, signal, decision, context)
             # 6. The signal's final status.
             rejected = plan.action is DecisionAction.REJECT
             finish_signal(session=session, signal=signal, status=SignalStatus.REJECTED

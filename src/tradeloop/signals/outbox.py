@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from tradeloop.db import utcnow
@@ -73,3 +73,12 @@ def requeue_abandoned(*, session: Session, older_than: timedelta = timedelta(min
                              Signal.claimed_at < cutoff)
         .values(status=SignalStatus.QUEUED.value, claimed_at=None))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def queue_backlog(*, session: Session) -> tuple[int, datetime | None]:
+    """How many signals wait (queued or being processed) and when the oldest arrived."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(Signal.received_at))
+        .where(Signal.status.in_([SignalStatus.QUEUED.value,
+                                  SignalStatus.PROCESSING.value]))).one()
+    return int(count or 0), oldest

@@ -204,6 +204,12 @@ class RiskSettings(BaseModel):
     daily_loss_limit: Finite | None = Field(default=None, ge=0)
     position_notional: Finite | None = Field(
         default=None, gt=0, description="Notional of each paper position (default 1000)")
+    gex_gate: bool | None = Field(
+        default=None, description="Refuse entries against the GEX regime (default true; "
+        "docs/signals.md)")
+    gex_wall_buffer_pct: Finite | None = Field(
+        default=None, ge=0, le=20, description="How near a GEX wall counts as at it, in % "
+        "of the price (default 0.5)")
 
 
 class EndpointCreate(BaseModel):

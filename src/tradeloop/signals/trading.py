@@ -12,10 +12,12 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from tradeloop.signals.models import DecisionAction, Direction
+from tradeloop.signals.regime import Regime, gex_refusal
 
 MONEY = Decimal("1e-8")  # Numeric(20, 8)
 QUANTITY = Decimal("1e-10")  # Numeric(28, 10)
 DEFAULT_NOTIONAL = Decimal(1000)
+DEFAULT_WALL_BUFFER_PCT = Decimal("0.5")
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -34,6 +36,9 @@ class RiskGates:
     cooldown_seconds: int | None = None
     daily_loss_limit: Decimal | None = None
     position_notional: Decimal = DEFAULT_NOTIONAL
+    # The GEX regime gate (regime.py); on unless an endpoint turns it off.
+    gex_gate: bool = True
+    gex_wall_buffer_pct: Decimal = DEFAULT_WALL_BUFFER_PCT
 
     @classmethod
     def from_json(cls, risk: dict[str, Any] | None) -> RiskGates:
@@ -45,7 +50,10 @@ class RiskGates:
                    cooldown_seconds=risk.get("cooldown_seconds"),
                    daily_loss_limit=_decimal(risk.get("daily_loss_limit")),
                    position_notional=_decimal(risk.get("position_notional"))
-                   or DEFAULT_NOTIONAL)
+                   or DEFAULT_NOTIONAL,
+                   gex_gate=risk.get("gex_gate") is not False,
+                   gex_wall_buffer_pct=_decimal(risk.get("gex_wall_buffer_pct"))
+                   or DEFAULT_WALL_BUFFER_PCT)
 
     def as_json(self) -> dict[str, Any]:
         return {name: (str(value) if isinstance(value, Decimal) else value)
@@ -102,6 +110,8 @@ class Order:
     at: datetime
     score: float | None = None
     confidence: float | None = None
+    trend: str | None = None  # the bars' trend: up | down | sideways
+    regime: Regime | None = None  # from the latest GEX snapshot, when there is one
 
 
 @dataclass(frozen=True)
@@ -174,7 +184,8 @@ def check_gates(order: Order, book: Book, gates: RiskGates,
     values = {"score": order.score, "confidence": order.confidence,
               "open_positions": len(book.open), "exposure": str(book.exposure),
               "exposure_after": str(exposure_after), "seconds_since_last_entry": since,
-              "realized_pnl_today": str(realized), **gates.as_json()}
+              "realized_pnl_today": str(realized), "trend": order.trend,
+              "gex": order.regime.as_json() if order.regime else None, **gates.as_json()}
     if gates.min_score is not None and (order.score is None or order.score < gates.min_score):
         refusals.append(f"min_score: score {order.score} below {gates.min_score}")
     if gates.min_confidence is not None and (order.confidence is None
@@ -193,6 +204,10 @@ def check_gates(order: Order, book: Book, gates: RiskGates,
     if gates.daily_loss_limit is not None and realized <= -gates.daily_loss_limit:
         refusals.append(f"daily_loss_limit: realised P&L today {realized} reached "
                         f"-{gates.daily_loss_limit}")
+    if gates.gex_gate and order.regime is not None:
+        refusal = gex_refusal(order.direction, order.regime, order.trend)
+        if refusal:
+            refusals.append(refusal)
     return refusals, values
 
 

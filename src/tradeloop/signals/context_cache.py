@@ -1,0 +1,290 @@
+"""The context a decision uses (bars + latest GEX), its TTL cache and its snapshots.
+
+The cache lives in each process. An entry is reused only while it is younger than the TTL
+*and* its version stamp still matches: the stamp is the fingerprint and last bar of the
+symbol's bar series and the id of the user's latest GEX snapshot, read with two small indexed
+queries. New bars or a new GEX snapshot therefore invalidate the entry in every process at
+once (an import by the CLI, a GEX post to another API process), without any messaging; the
+TTL bounds how long one process keeps a context it never needed again.
+
+Staleness (old bars, old GEX) is judged at each lookup against the signal's time, so a cached
+context never hides that its data aged. Every failure degrades: processing goes on with what
+is known and the problems are recorded with the decision and in `context_snapshots`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session
+
+from tradeloop.market_data import service as market_data
+from tradeloop.market_data.calendar import MarketCalendar
+from tradeloop.ownership import OwnedRepository
+from tradeloop.signals import gex
+from tradeloop.signals.context import (
+    FALLBACK_TIMEFRAME,
+    MarketContext,
+    Problem,
+    build_context,
+    problem,
+    stale_bars,
+)
+from tradeloop.signals.models import ContextSnapshot, Decision, GexSignal, Signal
+from tradeloop.signals.regime import GexLevels
+
+log = structlog.get_logger(__name__)
+
+MAX_ENTRIES = 10_000
+Key = tuple[uuid.UUID, str, str]  # (user, symbol, timeframe)
+_LIVE_CACHES: weakref.WeakSet[ContextCache] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class ContextPolicy:
+    """The settings of context lookups (CONTEXT_CACHE_TTL_S, CONTEXT_STALE_AFTER_BARS,
+    GEX_MAX_AGE_S)."""
+
+    ttl_s: float = 60.0
+    stale_after_bars: float = 5.0
+    gex_max_age: timedelta = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class SignalContext:
+    """Everything the decision knows about a symbol at a signal's time."""
+
+    market: MarketContext
+    gex: GexLevels | None
+    problems: list[Problem]
+    cache_hit: bool
+    build_ms: float
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.problems)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.market.as_json(), "problems": self.problems,
+                "gex": None if self.gex is None else self.gex.as_json(),
+                "cache_hit": self.cache_hit}
+
+
+@dataclass(frozen=True)
+class _Stamp:
+    """What the entry was built from: equal stamps mean equal inputs."""
+
+    series: tuple[tuple[str, str, datetime | None], ...]  # (timeframe, fingerprint, last_ts)
+    gex_id: uuid.UUID | None
+    gex_as_of: datetime | None
+
+    def newest(self) -> datetime | None:
+        times = [last for _, _, last in self.series if last is not None]
+        if self.gex_as_of is not None:
+            times.append(self.gex_as_of)
+        return max(times, default=None)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    stamp: _Stamp
+    market: MarketContext
+    gex: GexLevels | None  # as stored; whether it is stale depends on the signal's time
+    stored_at: float
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    expired: int = 0
+    invalidated: int = 0
+
+    @property
+    def hit_rate(self) -> float | None:
+        total = self.hits + self.misses
+        return None if total == 0 else self.hits / total
+
+    def as_json(self) -> dict[str, Any]:
+        return {"hits": self.hits, "misses": self.misses, "expired": self.expired,
+                "invalidated": self.invalidated, "hit_rate": self.hit_rate}
+
+
+@dataclass(eq=False)
+class ContextCache:
+    """A per-process TTL cache of contexts, keyed by (user, symbol, timeframe)."""
+
+    policy: ContextPolicy = field(default_factory=ContextPolicy)
+    stats: CacheStats = field(default_factory=CacheStats)
+    clock: Callable[[], float] = time.monotonic  # seconds; tests pass a fake one
+    _entries: OrderedDict[Key, _Entry] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        _LIVE_CACHES.add(self)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.stats = CacheStats()
+
+    def invalidate(self, symbol: str) -> int:
+        """Drop every entry of `symbol` now (the stamp check would catch it at next use)."""
+        with self._lock:
+            keys = [key for key in self._entries if key[1] == symbol]
+            for key in keys:
+                del self._entries[key]
+            self.stats.invalidated += len(keys)
+            return len(keys)
+
+    def _get(self, key: Key, stamp: _Stamp, at: datetime) -> _Entry | None:
+        """The entry when it is fresh, its stamp matches and it holds every input up to `at`."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and self.clock() - entry.stored_at > self.policy.ttl_s:
+                del self._entries[key]
+                self.stats.expired += 1
+                entry = None
+            elif entry is not None and entry.stamp != stamp:
+                del self._entries[key]
+                self.stats.invalidated += 1
+                entry = None
+            newest = stamp.newest()
+            if entry is None or (newest is not None and newest > at):
+                self.stats.misses += 1
+                return None
+            self.stats.hits += 1
+            return entry
+
+    def _put(self, key: Key, entry: _Entry) -> None:
+        if self.policy.ttl_s <= 0:
+            return
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > MAX_ENTRIES:
+                self._entries.popitem(last=False)
+
+    def lookup(self, *, session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str,
+               at: datetime, calendar: MarketCalendar) -> SignalContext:
+        """The context of `symbol` at `at`; never raises, failures become problems."""
+        started = time.perf_counter()
+        key = (owner_id, symbol, timeframe)
+        try:
+            # A savepoint: on PostgreSQL a failing read would otherwise abort the whole
+            # unit of work, and the decision after it must still be written.
+            with session.begin_nested():
+                stamp, latest_gex = _read_stamp(session, owner_id, symbol, timeframe)
+                entry = self._get(key, stamp, at)
+                hit = entry is not None
+                if entry is None:
+                    entry = _build(session, owner_id, symbol, timeframe, at, stamp, latest_gex,
+                                   self.clock())
+                    newest = stamp.newest()
+                    # Only a context built from every stored input is valid for later times.
+                    if not _failed(entry.market) and (newest is None or newest <= at):
+                        self._put(key, entry)
+        except Exception as exc:
+            log.warning("context_lookup_failed", symbol=symbol, error=str(exc)[:300])
+            return SignalContext(
+                MarketContext(), None,
+                [problem("context_failed", f"context lookup failed: {type(exc).__name__}: "
+                         f"{str(exc)[:200]}")], cache_hit=False,
+                build_ms=_ms_since(started))
+        levels = None if entry.gex is None else replace(
+            entry.gex, stale=at - entry.gex.as_of > self.policy.gex_max_age)
+        problems = [*entry.market.problems, *_staleness(entry.market, levels, symbol=symbol,
+                                                         at=at, calendar=calendar,
+                                                         policy=self.policy)]
+        return SignalContext(entry.market, levels, problems, hit, _ms_since(started))
+
+
+def process_cache_stats() -> dict[str, Any]:
+    """The counters of every context cache alive in this process, added up (for /health)."""
+    total, entries = CacheStats(), 0
+    for cache in list(_LIVE_CACHES):
+        total.hits += cache.stats.hits
+        total.misses += cache.stats.misses
+        total.expired += cache.stats.expired
+        total.invalidated += cache.stats.invalidated
+        entries += len(cache)
+    return {**total.as_json(), "entries": entries}
+
+
+def _read_stamp(session: Session, owner_id: uuid.UUID, symbol: str,
+                timeframe: str) -> tuple[_Stamp, GexSignal | None]:
+    """The version stamp of the inputs, and the user's latest GEX snapshot of the symbol."""
+    wanted = {timeframe, FALLBACK_TIMEFRAME}
+    series = tuple(sorted((row.timeframe, row.fingerprint, row.last_ts)
+                          for row in market_data.list_series(session=session, symbol=symbol)
+                          if row.timeframe in wanted))
+    latest = gex.latest_gex(session=session, owner_id=owner_id, symbol=symbol)
+    return _Stamp(series, latest.id if latest else None,
+                  latest.as_of if latest else None), latest
+
+
+def _build(session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str, at: datetime,
+           stamp: _Stamp, latest: GexSignal | None, now: float) -> _Entry:
+    market = build_context(session=session, symbol=symbol, timeframe=timeframe, at=at)
+    if latest is not None and latest.as_of > at:
+        # A signal older than the newest snapshot uses the one it could have seen.
+        latest = gex.latest_gex(session=session, owner_id=owner_id, symbol=symbol, at=at)
+    levels = None if latest is None else gex.levels_of(latest)
+    return _Entry(stamp, market, levels, now)
+
+
+def _failed(market: MarketContext) -> bool:
+    return any(item["kind"] == "context_failed" for item in market.problems)
+
+
+def _staleness(market: MarketContext, levels: GexLevels | None, *, symbol: str, at: datetime,
+               calendar: MarketCalendar, policy: ContextPolicy) -> list[Problem]:
+    problems = []
+    bars = stale_bars(market, symbol=symbol, at=at, calendar=calendar,
+                      after_bars=policy.stale_after_bars)
+    if bars is not None:
+        problems.append(bars)
+    if levels is not None and levels.stale:
+        hours = (at - levels.as_of).total_seconds() / 3600
+        problems.append(problem(
+            "gex_stale", f"latest GEX of {symbol} is {hours:.1f} h old at {at.isoformat()} "
+            f"(GEX_MAX_AGE_S={policy.gex_max_age.total_seconds():g}); not used by the gate"))
+    return problems
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+class SnapshotRepository(OwnedRepository[ContextSnapshot]):
+    model = ContextSnapshot
+    label = "Context snapshot"
+
+
+def store_snapshot(session: Session, signal: Signal, decision: Decision,
+                   context: SignalContext) -> ContextSnapshot:
+    """Keep the context one decision used, linked to its signal and decision."""
+    return SnapshotRepository(session, signal.user_id).add(ContextSnapshot(
+        signal_id=signal.id, decision_id=decision.id, symbol=signal.symbol,
+        timeframe=signal.timeframe, context=context.as_json(), degraded=context.degraded,
+        degraded_reasons=context.problems, cache_hit=context.cache_hit,
+        build_ms=context.build_ms))
+
+
+def snapshots_of(*, session: Session, owner_id: uuid.UUID,
+                 signal_id: uuid.UUID) -> list[ContextSnapshot]:
+    """The context snapshots of one of the owner's signals."""
+    return SnapshotRepository(session, owner_id).list(
+        ContextSnapshot.signal_id == signal_id, order_by=[ContextSnapshot.created_at])
