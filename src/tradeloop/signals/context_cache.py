@@ -135,20 +135,6 @@ class ContextCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.stats = CacheStats()
-
-    def invalidate(self, symbol: str) -> int:
-        """Drop every entry of `symbol` now (the stamp check would catch it at next use)."""
-        with self._lock:
-            keys = [key for key in self._entries if key[1] == symbol]
-            for key in keys:
-                del self._entries[key]
-            self.stats.invalidated += len(keys)
-            return len(keys)
-
     def _get(self, key: Key, stamp: _Stamp, at: datetime) -> _Entry | None:
         """The entry when it is fresh, its stamp matches and it holds every input up to `at`."""
         with self._lock:
