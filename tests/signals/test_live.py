@@ -172,6 +172,27 @@ def test_imported_bars_mark_positions_shown_by_the_api(db: Database, live_client
     assert Decimal(single.json()["unrealized_pnl"]) == Decimal("42.5")
 
 
+def test_closing_by_hand_ends_the_marks_and_writes_the_outcome(
+        db: Database, signals_client: TestClient, alice: dict) -> None:
+    owner = user_id(db, "alice@example.com")
+    opening = send(db, owner, "SHORT", price=100.0, stop_loss="110")
+    import_frame(db, "SPY", "5m", [MONDAY + timedelta(minutes=5)], [96.0])
+    with db.unit_of_work() as session:
+        mark_open_positions(session=session)
+    [row] = positions_of(db, owner, "open")
+    assert row.unrealized_pnl == Decimal(40)
+    closed = signals_client.post(f"/api/v1/positions/{row.id}/close", headers=alice).json()
+    assert (closed["status"], Decimal(closed["exit_price"])) == ("closed", Decimal(96))
+    assert (Decimal(closed["realized_pnl"]), closed["unrealized_pnl"]) == (Decimal(40), None)
+    signal = signals_client.get(f"/api/v1/signals/{opening}", headers=alice).json()
+    assert (signal["outcome"], Decimal(signal["profit_loss"])) == ("win", Decimal(40))
+    assert Decimal(signal["exit_price"]) == Decimal(96)
+    assert signal["exit_time"] == closed["closed_at"]
+    assert signal["actual_r_multiple"] == pytest.approx(0.4)  # 4 points won, 10 risked
+    with db.unit_of_work() as session:  # a closed position is never marked again
+        assert mark_open_positions(session=session) == 0
+
+
 class TestFiredRule:
     @staticmethod
     def last(**fired: bool) -> StrategySignals:
