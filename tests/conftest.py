@@ -107,6 +107,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         # Signals stay queued unless a test processes them: a background drain would share
         # the test connection and race the test's own assertions.
         "signal_process_on_ingest": False,
+        # Likewise for the tasks that react to imported bars (marks, live strategies).
+        "events_enabled": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

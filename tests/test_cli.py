@@ -9,16 +9,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests.conftest import require_service, reset_postgres_database
 from tradeloop import migrate
+from tradeloop.accounts.models import User
 from tradeloop.cli import app, parse_task_arguments
+from tradeloop.db import Database
 from tradeloop.settings import get_settings
+from tradeloop.signals.models import Position
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -243,3 +249,31 @@ def test_backtest_run_and_sweep(cli_env: Path) -> None:
 
     unknown = runner.invoke(app, ["backtest", "run", "--strategy", "nope"])
     assert unknown.exit_code == 1 and "not found" in unknown.output.lower()
+
+
+def test_data_import_marks_positions_and_mark_positions_is_a_task(cli_env: Path,
+                                                                  tmp_path: Path) -> None:
+    runner.invoke(app, ["db", "upgrade"])
+    runner.invoke(app, ["user", "create", "--email", "t@example.com",
+                        "--password", "a very long password"])
+    db = Database.from_url(get_settings().effective_database_url)
+    opened = datetime(2024, 1, 1, tzinfo=UTC)
+    with db.unit_of_work() as session:
+        owner = session.scalar(select(User.id))
+        session.add(Position(user_id=owner, symbol="ACME", side="LONG", quantity=Decimal(10),
+                             entry_price=Decimal(10), opened_at=opened, status="open",
+                             mark_price=Decimal(10), marked_at=opened,
+                             unrealized_pnl=Decimal(0)))
+    listed = runner.invoke(app, ["tasks", "list"], env={"COLUMNS": "200"})
+    assert "mark-positions" in listed.output and "mark_positions" in listed.output
+    good = tmp_path / "acme.csv"
+    good.write_text(YAHOO)
+    assert runner.invoke(app, ["data", "import", str(good), "--symbol", "ACME"]).exit_code == 0
+    with db.unit_of_work() as session:
+        position = session.scalars(select(Position)).one()
+    # Marked by the import's reaction, before the command returned: the 2024-01-03 close.
+    assert (position.mark_price, position.unrealized_pnl) == (Decimal(11), Decimal(10))
+    assert position.marked_at == datetime(2024, 1, 4, tzinfo=UTC)
+    rerun = runner.invoke(app, ["tasks", "run", "mark_positions", "symbol=ACME"])
+    assert rerun.exit_code == 0 and rerun.output.strip().endswith("1"), rerun.output
+    db.dispose()

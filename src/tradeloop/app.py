@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from tradeloop import domains
 from tradeloop.db import Database
 from tradeloop.errors import install_error_handlers
+from tradeloop.events import set_event_delivery
 from tradeloop.logs import CorrelationIdMiddleware, configure_logging
 from tradeloop.ratelimit import RateLimiter
 from tradeloop.settings import Settings, get_settings
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
     app.state.db = db
     app.state.rate_limiter = RateLimiter(settings.rate_limit_storage_url)
     set_task_runner(build_task_runner(settings, db))
+    set_event_delivery(settings.events_enabled)
     install_error_handlers(app)
     app.add_middleware(CorrelationIdMiddleware)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),

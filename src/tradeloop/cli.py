@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -128,9 +130,10 @@ def data_import(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False
     from tradeloop.errors import AppError
     from tradeloop.market_data import service as market_data
 
-    db = _database(get_settings())
+    settings = get_settings()
+    db = _database(settings)
     try:
-        with _progress() as progress:
+        with _event_reactions(settings, db), _progress() as progress:
             reading = progress.add_task(f"reading {path.name}", total=None)
             parsed = market_data.parse_bars_file(
                 path, filename=path.name, timeframe=timeframe,
@@ -151,6 +154,28 @@ def data_import(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False
         + (f", {result.dropped_duplicates} exact duplicates dropped"
            if result.dropped_duplicates else "")
         + (" — replaced synthetic demo bars" if result.replaced_synthetic else ""))
+
+
+@contextmanager
+def _event_reactions(settings: Settings, db: Database) -> Iterator[None]:
+    """Deliver data events (new bars → marks, live strategies) from this command, and wait
+    for the reactions to finish before the process exits."""
+    import concurrent.futures
+
+    from tradeloop.app import build_task_runner
+    from tradeloop.events import set_event_delivery
+    from tradeloop.tasks import set_task_runner
+
+    runner = build_task_runner(settings, db)
+    set_task_runner(runner)
+    set_event_delivery(settings.events_enabled)
+    try:
+        yield
+        while futures := list(getattr(runner, "futures", {}).values()):
+            concurrent.futures.wait(futures)
+    finally:
+        set_event_delivery(False)
+        runner.shutdown()
 
 
 def _describe_import_error(exc: Any) -> str:

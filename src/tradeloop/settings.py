@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # Process an accepted webhook signal right after its commit; the every-minute
     # process-signal-queue schedule stays as the safety net after a crash (SPEC §6).
     signal_process_on_ingest: bool = True
+    # Run the tasks that react to data events (new bars: mark-to-market, live strategies)
+    # right after the change commits; the every-minute schedules stay as the safety net.
+    events_enabled: bool = True
     # Symbol → exchange calendar (ISO 10383 MIC, or "24/7"); unmapped crypto pairs are 24/7.
     symbol_exchanges: dict[str, str] = Field(default_factory=dict)
     default_exchange: str = "XNYS"

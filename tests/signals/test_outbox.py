@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
-from tests.conftest import api_headers, make_settings
+from tests.conftest import api_headers, make_settings, wait_for_tasks
 from tests.signals.conftest import (
     build_app,
     create_endpoint,
@@ -21,9 +22,9 @@ from tests.signals.conftest import (
 )
 from tradeloop.accounts.models import User
 from tradeloop.db import Database, create_db_engine
-from tradeloop.signals import service
+from tradeloop.signals import flows, service
 from tradeloop.signals.auth import EndpointAuth
-from tradeloop.signals.models import Signal, SignalStatus
+from tradeloop.signals.models import Decision, Signal, SignalStatus
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
@@ -87,16 +88,21 @@ def test_abandoned_claims_are_requeued(db: Database, alice: dict) -> None:
     assert claim(db) == [first]
 
 
-def test_fifty_simultaneous_identical_signals_store_one(database_url: str,
-                                                        tmp_path: Path) -> None:
-    """Real concurrent requests on committed data (no outer test transaction)."""
+def test_fifty_simultaneous_identical_signals_store_one(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real concurrent requests on committed data (no outer test transaction), processed as
+    in production (right after the commit, in the task pool): one signal, one position."""
     db = Database(create_db_engine(database_url))
     email = f"signals-race-{uuid.uuid4().hex[:8]}@example.com"
     headers = api_headers(db, email)
+    settings = make_settings(tmp_path / "data", signal_process_on_ingest=True)
+    monkeypatch.setattr(flows, "default_config", lambda: flows.ProcessingConfig.from_settings(
+        settings))
     try:
-        with TestClient(build_app(make_settings(tmp_path / "data"), db)) as client:
+        with TestClient(build_app(settings, db)) as client:
             endpoint = create_endpoint(client, headers)
-            raw = json.dumps(signal_body()).encode()
+            # A crypto pair trades 24/7, so the market is open whenever the test runs.
+            raw = json.dumps(signal_body(symbol="BTCUSD", price=60000)).encode()
 
             def send(_: int) -> tuple[int, str]:
                 response = post_signed(client, raw, path=endpoint["path"],
@@ -105,12 +111,19 @@ def test_fifty_simultaneous_identical_signals_store_one(database_url: str,
 
             with ThreadPoolExecutor(max_workers=50) as pool:
                 results = list(pool.map(send, range(50)))
+            wait_for_tasks()
+            positions = client.get("/api/v1/positions", headers=headers).json()
         assert sorted(results) == [(200, "ACCEPTED")] + [(200, "DUPLICATE")] * 49, results
         with db.unit_of_work() as session:
             owner = session.scalar(select(User.id).where(User.email == email))
-            stored = session.scalar(select(func.count()).select_from(Signal)
-                                    .where(Signal.user_id == owner))
-        assert stored == 1
+            [signal] = session.scalars(select(Signal).where(Signal.user_id == owner)).all()
+            actions = session.scalars(select(Decision.action).where(
+                Decision.user_id == owner)).all()
+        assert (signal.status, signal.outcome, actions) == ("processed", "open", ["ENTER"])
+        assert positions["total"] == 1
+        [position] = positions["positions"]
+        assert (position["symbol"], position["status"], position["signal_id"]) == (
+            "BTCUSD", "open", str(signal.id))
     finally:
         with db.unit_of_work() as session:
             # Cascades to the endpoint, the signal and any processing errors.

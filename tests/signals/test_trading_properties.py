@@ -9,22 +9,37 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from hypothesis import given, settings
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from tests.signals.conftest import signal_body, user_id
+from tests.signals.conftest import post_signed, signal_body, user_id
+from tradeloop.accounts.models import User
 from tradeloop.db import Database
 from tradeloop.market_data.calendar import MarketCalendar
-from tradeloop.signals import flows, service
+from tradeloop.signals import endpoints, flows, service
 from tradeloop.signals.auth import EndpointAuth
-from tradeloop.signals.models import Position
-from tradeloop.signals.trading import Book, Closed, Order, RiskGates, apply, decide, pnl
+from tradeloop.signals.models import Decision, Position, Signal
+from tradeloop.signals.positions import position_totals
+from tradeloop.signals.schemas import EndpointCreate, RiskSettings
+from tradeloop.signals.trading import (
+    Book,
+    Closed,
+    Lot,
+    Order,
+    RiskGates,
+    apply,
+    decide,
+    pnl,
+)
 
 MONDAY = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 SYMBOLS = ("SPY", "QQQ", "IWM")
@@ -42,9 +57,9 @@ class Sig:
 
 
 @st.composite
-def batches(draw: st.DrawFn) -> list[Sig]:
-    """Up to 14 distinct signals, timestamped in arrival order."""
-    count = draw(st.integers(1, 14))
+def batches(draw: st.DrawFn, max_count: int = 14) -> list[Sig]:
+    """Up to `max_count` distinct signals, timestamped in arrival order."""
+    count = draw(st.integers(1, max_count))
     return [Sig(key, draw(st.sampled_from(SYMBOLS)), draw(st.sampled_from(DIRECTIONS)),
                 Decimal(draw(st.integers(5_000, 15_000))) / 100, draw(st.sampled_from([50, 90])),
                 MONDAY + timedelta(minutes=7 * key)) for key in range(count)]
@@ -157,3 +172,109 @@ def test_redelivered_batch_on_the_database_matches_the_core(db: Database, alice:
     assert open_rows == {(lot.symbol, lot.side, lot.quantity, lot.entry_price)
                          for lot in expected.open.values()}
     assert realized == sum(expected.realized_by_day.values(), Decimal(0))
+
+
+# --- the same properties end to end: signed webhooks → dedup → outbox → processing ----------
+
+# Smaller batches than in memory: every example posts each delivery over HTTP and processes
+# the queue on the database (SQLite and PostgreSQL), a few hundred milliseconds per example.
+DB_BATCH = 8
+
+@st.composite
+def arrivals(draw: st.DrawFn, batch: list[Sig]) -> list[Sig]:
+    """The batch as it may arrive: symbols interleaved in any way (each symbol's signals in
+    their order), and 0-2 redeliveries of each signal at any later point."""
+    queues = {symbol: deque(s for s in batch if s.symbol == symbol) for symbol in SYMBOLS}
+    merged = []
+    while any(queues.values()):
+        symbol = draw(st.sampled_from(sorted(s for s, q in queues.items() if q)))
+        merged.append(queues[symbol].popleft())
+    return draw(deliveries(merged))
+
+
+def deliver(client: TestClient, db: Database, risk: dict[str, Any],
+            sent: list[Sig]) -> tuple[uuid.UUID, list[str]]:
+    """A fresh user and endpoint with `risk`; post every delivery signed, drain the queue."""
+    with db.unit_of_work() as session:
+        # A row of its own per example, without the deliberately slow password hash.
+        user = User(email=f"prop-{uuid.uuid4().hex}@example.com", hashed_password="!")
+        session.add(user)
+        session.flush()
+        owner = user.id
+        endpoint = endpoints.create_endpoint(session=session, owner_id=owner, data=EndpointCreate(
+            name="prop", risk=RiskSettings(**risk)))
+        path, secret = f"/webhook/{endpoint.endpoint_key}", endpoint.secret
+    # Timestamps inside the replay window, spaced as in the batch.
+    base = datetime.now(UTC) - timedelta(hours=3)
+    answers = [post_signed(client, signal_body(
+        id=f"sig-{sig.key}", symbol=sig.symbol, direction=sig.direction, price=str(sig.price),
+        timestamp=(base + (sig.at - MONDAY)).isoformat(),
+        metadata={"score": sig.score, "confidence": 0.9}), path=path, secret=secret
+        ).json()["status"] for sig in sent]
+    config = flows.ProcessingConfig(MarketCalendar(), market_hours_enforced=False)
+    flows.process_signal_queue(db, config)
+    return owner, answers
+
+
+def stored_positions(db: Database, owner: uuid.UUID) -> list[Position]:
+    with db.unit_of_work() as session:
+        return list(session.scalars(select(Position).where(Position.user_id == owner)))
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.too_slow])
+@given(data=st.data(), batch=batches(max_count=DB_BATCH))
+def test_webhook_deliveries_in_any_order_end_in_the_in_order_positions(
+        db: Database, signals_client: TestClient, data: st.DataObject,
+        batch: list[Sig]) -> None:
+    """Through HTTP and the database: whatever the interleaving and the redeliveries, each
+    signal is accepted once and the final positions are those of the batch in order."""
+    sent = data.draw(arrivals(batch))
+    owner, answers = deliver(signals_client, db, {"min_score": 60, "cooldown_seconds": 600},
+                             sent)
+    first = {sig.key: sent.index(sig) for sig in batch}
+    assert answers == ["ACCEPTED" if first[sig.key] == i else "DUPLICATE"
+                       for i, sig in enumerate(sent)]
+    expected = in_order(batch, RiskGates(min_score=60, cooldown_seconds=600))
+    rows = stored_positions(db, owner)
+    assert {(r.symbol, r.side, r.quantity, r.entry_price) for r in rows if r.status == "open"} \
+        == {(lot.symbol, lot.side, lot.quantity, lot.entry_price)
+            for lot in expected.open.values()}
+    assert sum((r.realized_pnl for r in rows if r.status == "closed"), Decimal(0)) == sum(
+        expected.realized_by_day.values(), Decimal(0))
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.too_slow])
+@given(data=st.data(), batch=batches(max_count=DB_BATCH),
+       max_exposure=st.sampled_from([Decimal(500), Decimal(1000), Decimal(2500)]),
+       max_open=st.sampled_from([None, 1, 2]))
+def test_webhook_deliveries_keep_book_limits_and_add_up(
+        db: Database, signals_client: TestClient, data: st.DataObject, batch: list[Sig],
+        max_exposure: Decimal, max_open: int | None) -> None:
+    """Through HTTP and the database: no decision takes exposure past max_exposure, open
+    positions stay within the limits, and realised P&L (the positions API's summary, the
+    outcomes written back on the signals) equals the sum over the closed positions."""
+    risk = {"max_exposure": float(max_exposure), "max_open_positions": max_open,
+            "daily_loss_limit": 30, "position_notional": 999}
+    owner, _ = deliver(signals_client, db, risk, data.draw(arrivals(batch)))
+    with db.unit_of_work() as session:
+        entries = session.scalars(select(Decision).where(
+            Decision.user_id == owner, Decision.action.in_(["ENTER", "REVERSE"]))).all()
+        outcomes = session.scalars(select(Signal.profit_loss).where(
+            Signal.user_id == owner, Signal.profit_loss.is_not(None))).all()
+    assert all(Decimal(d.inputs["gates"]["exposure_after"]) <= max_exposure for d in entries)
+    rows = stored_positions(db, owner)
+    opened = [r for r in rows if r.status == "open"]
+    assert sum((r.quantity * r.entry_price for r in opened), Decimal(0)) <= max_exposure
+    assert max_open is None or len(opened) <= max_open
+    closed = [r for r in rows if r.status == "closed"]
+    recomputed = sum((pnl(Lot(r.symbol, r.side, r.quantity, r.entry_price), r.exit_price)
+                      for r in closed), Decimal(0))
+    assert sum((r.realized_pnl for r in closed), Decimal(0)) == recomputed
+    assert sum(outcomes, Decimal(0)) == recomputed
+    with db.unit_of_work() as session:
+        totals = position_totals(session=session, owner_id=owner)
+    assert totals.realized_pnl == recomputed and totals.open_positions == len(opened)

@@ -3,6 +3,8 @@
 Bars are global market data: any signed-in user reads them, only admins and the CLI write.
 An import either writes every row or none (the caller's unit of work), and re-importing the
 same rows changes nothing: rows are compared first and only new or changed ones are written.
+An import that wrote rows publishes `events.BARS_CHANGED` (delivered after the commit), which
+is how positions get marked and live strategies run without this module knowing about them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from tradeloop.errors import AppError
+from tradeloop.events import BARS_CHANGED, publish
 from tradeloop.market_data.bar_files import (
     BAR_COLUMNS,
     BarFileError,
@@ -30,6 +33,7 @@ from tradeloop.market_data.bar_files import (
     read_bars_file,
 )
 from tradeloop.market_data.models import Bar, BarSeries
+from tradeloop.market_data.timeframes import TIMEFRAME_SECONDS
 
 PRICE_COLUMNS = BAR_COLUMNS[1:]
 WRITE_BATCH_ROWS = 5_000
@@ -123,6 +127,8 @@ def import_bars(*, session: Session, symbol: str, timeframe: str, parsed: Parsed
     _write_rows(session, symbol, timeframe, to_write, progress)
     summary = _refresh_series(session, series, symbol, timeframe, source, synthetic,
                               touched=len(to_write) > 0 or series is None)
+    if len(to_write):
+        _announce_written(session, summary, to_write)
     return ImportResult(
         symbol=symbol, timeframe=timeframe, layout=parsed.layout, received=len(frame),
         inserted=int(new.sum()), updated=int(changed.sum()),
@@ -194,6 +200,15 @@ def _refresh_series(session: Session, series: BarSeries | None, symbol: str, tim
     series.fingerprint = fingerprint_arrays(stored)
     session.flush()
     return series
+
+
+def _announce_written(session: Session, series: BarSeries, written: pd.DataFrame) -> None:
+    """Publish BARS_CHANGED for the rows this import wrote (sent after the commit)."""
+    assert series.last_ts is not None  # rows were written, so the series has a last bar
+    publish(session, BARS_CHANGED, symbol=series.symbol, timeframe=series.timeframe,
+            first_written=written.ts.min().isoformat(),
+            last_written=written.ts.max().isoformat(),
+            series_last=series.last_ts.isoformat())
 
 
 def fingerprint_arrays(bars: BarArrays) -> str:
@@ -269,3 +284,46 @@ def series_fingerprints(*, session: Session, symbols: Sequence[str],
         BarSeries.timeframe == timeframe, BarSeries.symbol.in_(wanted))).all()
     found = {row.symbol: row.fingerprint for row in rows}
     return {symbol: found.get(symbol, "") for symbol in wanted}
+
+
+@dataclass(frozen=True)
+class LatestClose:
+    """The close of a symbol's freshest stored bar, and which bar it was."""
+
+    symbol: str
+    timeframe: str
+    ts: datetime
+    close: float
+
+    @property
+    def bar_end(self) -> datetime:
+        """When the bar closed (its open instant plus its length)."""
+        return self.ts + timedelta(seconds=TIMEFRAME_SECONDS.get(self.timeframe, 0))
+
+
+def latest_closes(*, session: Session,
+                  symbols: Sequence[str] | None = None) -> dict[str, LatestClose]:
+    """Per symbol, the close of the bar that ended last across all its timeframes (a finer
+    timeframe wins a tie: its bar is the more recent information); all symbols by default."""
+    query = select(BarSeries).where(BarSeries.last_ts.is_not(None))
+    if symbols is not None:
+        query = query.where(BarSeries.symbol.in_([normalize_symbol(s) for s in symbols]))
+    freshest: dict[str, BarSeries] = {}
+    for series in session.scalars(query):
+        current = freshest.get(series.symbol)
+        if current is None or _recency(series) > _recency(current):
+            freshest[series.symbol] = series
+    found = {}
+    for symbol, series in freshest.items():
+        assert series.last_ts is not None
+        close = session.scalar(select(Bar.close).where(
+            Bar.symbol == symbol, Bar.timeframe == series.timeframe, Bar.ts == series.last_ts))
+        if close is not None:
+            found[symbol] = LatestClose(symbol, series.timeframe, series.last_ts, close)
+    return found
+
+
+def _recency(series: BarSeries) -> tuple[datetime, int]:
+    assert series.last_ts is not None
+    length = TIMEFRAME_SECONDS.get(series.timeframe, 0)
+    return series.last_ts + timedelta(seconds=length), -length

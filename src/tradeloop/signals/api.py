@@ -39,6 +39,7 @@ from tradeloop.signals.trading_schemas import (
     DecisionRead,
     PositionList,
     PositionRead,
+    PositionSummary,
 )
 from tradeloop.tasks import enqueue
 
@@ -266,12 +267,14 @@ def list_positions(user: CurrentUser, session: SessionDep,
                    symbol: str | None = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 50,
                    offset: Annotated[int, Query(ge=0)] = 0) -> PositionList:
-    """The caller's paper positions, newest first."""
+    """The caller's paper positions, newest first, marked to market, with their totals."""
     rows, total = positions.list_positions(
         session=session, owner_id=user.id, status=status_.value if status_ else None,
         symbol=symbol, limit=limit, offset=offset)
+    totals = positions.position_totals(session=session, owner_id=user.id, symbol=symbol)
     return PositionList(positions=[PositionRead.model_validate(r) for r in rows], total=total,
-                        limit=limit, offset=offset)
+                        limit=limit, offset=offset,
+                        summary=PositionSummary.model_validate(totals))
 
 
 @router.get("/api/v1/positions/{position_id}", tags=["positions"])

@@ -4,6 +4,9 @@ market hours → context → decision with risk gates → paper position → out
 
 Each signal is one unit of work: the decision, the position change and the signal's new
 status commit together or not at all, so a crash mid-way leaves the claim to be requeued.
+
+And the flow after new bars: live strategies on the newest bar → their signals queued (then
+processed like webhooks) → open positions marked at the latest close.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import functools
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,18 +24,23 @@ from sqlalchemy.orm import Session
 
 from tradeloop.db import Database
 from tradeloop.market_data.calendar import MarketCalendar, calendar_from_settings
+from tradeloop.market_data.timeframes import DAILY_TIMEFRAMES, TIMEFRAME_SECONDS
 from tradeloop.settings import Settings, get_settings
 from tradeloop.signals.context_cache import ContextCache, ContextPolicy, store_snapshot
+from tradeloop.signals.live_strategies import evaluate_new_bar
+from tradeloop.signals.marks import mark_open_positions
 from tradeloop.signals.models import (
     DecisionAction,
     ProcessingError,
     Signal,
+    SignalOrigin,
     SignalStatus,
     WebhookEndpoint,
 )
 from tradeloop.signals.outbox import claim_signals, finish_signal, requeue_abandoned
 from tradeloop.signals.positions import execute_plan, load_book, lock_book, record_decision
 from tradeloop.signals.regime import regime
+from tradeloop.signals.service import DEFAULT_REPLAY_WINDOW
 from tradeloop.signals.trading import MONEY, Order, Plan, RiskGates, apply, decide
 
 log = structlog.get_logger(__name__)
@@ -43,11 +51,13 @@ ABANDONED_AFTER = timedelta(minutes=5)
 @dataclass(frozen=True)
 class ProcessingConfig:
     """What processing needs from the settings: market hours, whether they apply, and the
-    process's context cache (with its TTL and staleness limits)."""
+    process's context cache (with its TTL and staleness limits), and the replay window (how
+    old a bar may be and still produce live strategy signals)."""
 
     calendar: MarketCalendar
     market_hours_enforced: bool = True
     contexts: ContextCache = field(default_factory=ContextCache)
+    replay_window: timedelta = DEFAULT_REPLAY_WINDOW
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProcessingConfig:
@@ -55,7 +65,7 @@ class ProcessingConfig:
                                stale_after_bars=settings.context_stale_after_bars,
                                gex_max_age=timedelta(seconds=settings.gex_max_age_s))
         return cls(calendar_from_settings(settings), settings.market_hours_enforced,
-                   ContextCache(policy))
+                   ContextCache(policy), timedelta(seconds=settings.signal_replay_window_s))
 
 
 @functools.cache
@@ -140,9 +150,44 @@ def market_hours(config: ProcessingConfig, signal: Signal) -> tuple[bool, str]:
     if not config.market_hours_enforced:
         return True, "market hours not enforced (MARKET_HOURS_ENFORCED=false)"
     at = signal.signal_time.isoformat()
+    if signal.origin == SignalOrigin.STRATEGY.value and signal.timeframe in DAILY_TIMEFRAMES:
+        return daily_bar_hours(config, signal, exchange)
     if config.calendar.is_open(signal.symbol, signal.signal_time):
         return True, f"{signal.symbol} ({exchange}) open at {at}"
     return False, f"market closed: {signal.symbol} ({exchange}) is not trading at {at}"
+
+
+def daily_bar_hours(config: ProcessingConfig, signal: Signal, exchange: str) -> tuple[bool, str]:
+    """A strategy signal of a daily or weekly bar is stamped with the bar's date at 00:00
+    UTC, never inside a session: it is tradable when the market had a session in that bar."""
+    start = signal.signal_time
+    end = start + timedelta(seconds=TIMEFRAME_SECONDS[signal.timeframe])
+    bar = f"{signal.timeframe} bar of {start.date().isoformat()}"
+    if config.calendar.next_open(signal.symbol, start) < end:
+        return True, f"{signal.symbol} ({exchange}) traded during the {bar}"
+    return False, f"market closed: {signal.symbol} ({exchange}) had no session in the {bar}"
+
+
+def react_to_new_bars(db: Database, *, symbol: str, timeframe: str, last_written: str,
+                      series_last: str, config: ProcessingConfig | None = None,
+                      ) -> dict[str, int]:
+    """After an import wrote bars: when it wrote the newest one, run the live strategies on
+    it, queue their signals and process the queue; then mark open positions of the symbol."""
+    config = config or default_config()
+    signals = processed = 0
+    newest = datetime.fromisoformat(series_last)
+    if datetime.fromisoformat(last_written) == newest:
+        with db.unit_of_work() as session:
+            results = evaluate_new_bar(session=session, symbol=symbol, timeframe=timeframe,
+                                       bar_time=newest, replay_window=config.replay_window)
+            signals = sum(result.status == "ACCEPTED" for result in results)
+        if signals:
+            # Committed first, like an accepted webhook; this job already runs in the
+            # background, so it drains the queue itself instead of enqueueing another.
+            processed = process_signal_queue(db, config)
+    with db.unit_of_work() as session:
+        marked = mark_open_positions(session=session, symbols=[symbol])
+    return {"strategy_signals": signals, "processed": processed, "marked": marked}
 
 
 def fill_price(signal: Signal, latest_close: Decimal | None) -> Decimal | None:

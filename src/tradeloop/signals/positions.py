@@ -6,6 +6,7 @@ Services flush but never commit; the flow and the API own the units of work.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -164,3 +165,36 @@ def list_positions(*, session: Session, owner_id: uuid.UUID, status: str | None 
 
 def get_position(*, session: Session, owner_id: uuid.UUID, position_id: uuid.UUID) -> Position:
     return PositionRepository(session, owner_id).get(position_id)
+
+
+@dataclass(frozen=True)
+class PositionTotals:
+    """Totals of the owner's positions (one symbol, or all), summed exactly in Decimal."""
+
+    open_positions: int
+    exposure: Decimal  # open quantity x entry price
+    unrealized_pnl: Decimal  # at the latest marks
+    realized_pnl: Decimal  # over closed positions
+    last_marked_at: datetime | None
+
+
+def position_totals(*, session: Session, owner_id: uuid.UUID,
+                    symbol: str | None = None) -> PositionTotals:
+    """Exposure, unrealised and realised P&L of the owner's positions."""
+    query = select(Position.status, Position.quantity, Position.entry_price,
+                   Position.unrealized_pnl, Position.realized_pnl, Position.marked_at
+                   ).where(Position.user_id == owner_id)
+    if symbol:
+        query = query.where(Position.symbol == symbol.strip().upper())
+    # Summed here rather than by SUM(): SQLite adds NUMERIC columns as binary floats.
+    opened, closed = [], []
+    for row in session.execute(query):
+        (opened if row.status == PositionStatus.OPEN.value else closed).append(row)
+    marks = [row.marked_at for row in opened if row.marked_at is not None]
+    return PositionTotals(
+        open_positions=len(opened),
+        exposure=sum((row.quantity * row.entry_price for row in opened), Decimal(0))
+        .quantize(MONEY),
+        unrealized_pnl=sum((row.unrealized_pnl or Decimal(0) for row in opened), Decimal(0)),
+        realized_pnl=sum((row.realized_pnl or Decimal(0) for row in closed), Decimal(0)),
+        last_marked_at=max(marks, default=None))

@@ -82,6 +82,8 @@ class Intake:
     owner_id: uuid.UUID
     endpoint_id: uuid.UUID | None
     auth: EndpointAuth
+    # Live strategies ingest through the same path as webhooks, marked as what they are.
+    origin: SignalOrigin = SignalOrigin.WEBHOOK
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,7 @@ def _new_signal(intake: Intake, signal_in: WebhookSignalIn, key: str, digest: st
     metadata = signal_in.metadata.model_dump(mode="json", exclude_unset=True)
     return Signal(
         id=uuid.uuid4(), user_id=intake.owner_id, endpoint_id=intake.endpoint_id,
-        origin=SignalOrigin.WEBHOOK.value, source=signal_in.source, symbol=signal_in.symbol,
+        origin=intake.origin.value, source=signal_in.source, symbol=signal_in.symbol,
         direction=signal_in.side.value, raw_direction=signal_in.direction,
         timeframe=signal_in.timeframe, signal_time=signal_in.timestamp, price=signal_in.price,
         score=signal_in.metadata.score, confidence=signal_in.metadata.confidence,

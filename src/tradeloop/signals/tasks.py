@@ -1,9 +1,14 @@
-"""Signal processing jobs: drain the outbox after each accepted webhook and every minute."""
+"""Signal jobs: drain the outbox after each accepted webhook and every minute; react to new
+bars (live strategies, marks); mark open positions every minute."""
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from tradeloop.db import Database
+from tradeloop.events import BARS_CHANGED, react
 from tradeloop.signals import flows
+from tradeloop.signals.marks import mark_open_positions
 from tradeloop.tasks import schedule, task
 
 
@@ -13,5 +18,23 @@ def process_signal_queue(*, db: Database) -> int:
     return flows.process_signal_queue(db)
 
 
+@task()
+def react_to_new_bars(*, db: Database, symbol: str, timeframe: str, first_written: str,
+                      last_written: str, series_last: str) -> dict[str, int]:
+    """New bars: run active strategies on the newest bar, then mark the symbol's positions."""
+    del first_written  # part of the event; only the newest bar matters here
+    return flows.react_to_new_bars(db, symbol=symbol, timeframe=timeframe,
+                                   last_written=last_written, series_last=series_last)
+
+
+@task()
+def mark_positions(*, session: Session, symbol: str | None = None) -> int:
+    """Mark open positions (one symbol, or all) at the latest stored close; returns how many."""
+    return mark_open_positions(session=session, symbols=[symbol] if symbol else None)
+
+
 # The safety net: picks up signals queued while no worker ran, and crashed claims.
 schedule("process-signal-queue", "process_signal_queue", cron="* * * * *")
+# Bars can also arrive where no event is delivered (a script, another process).
+schedule("mark-positions", "mark_positions", cron="* * * * *")
+react(BARS_CHANGED, "react_to_new_bars")

@@ -52,11 +52,24 @@ class PositionRead(BaseModel):
     closing_signal_id: uuid.UUID | None
 
 
+class PositionSummary(BaseModel):
+    """Over all the caller's positions of the `symbol` filter (not just this page)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    open_positions: int
+    exposure: Decimal = Field(description="Open quantity x entry price")
+    unrealized_pnl: Decimal = Field(description="Open positions at their latest marks")
+    realized_pnl: Decimal = Field(description="Closed positions")
+    last_marked_at: datetime | None
+
+
 class PositionList(BaseModel):
     positions: list[PositionRead]
     total: int
     limit: int
     offset: int
+    summary: PositionSummary
 
 
 class ClosePositionIn(BaseModel):

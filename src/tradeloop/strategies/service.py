@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -30,6 +31,8 @@ from tradeloop.strategies.definition import (
     parse_definition,
 )
 from tradeloop.strategies.models import Strategy, StrategyStatus
+
+log = structlog.get_logger(__name__)
 
 RECENT_SIGNALS = 10
 
@@ -183,6 +186,29 @@ def set_status(*, session: Session, strategy: Strategy, status: StrategyStatus) 
     strategy.updated_at = utcnow()
     session.flush()
     return strategy
+
+
+def active_strategies_for(*, session: Session, symbol: str,
+                          timeframe: str) -> list[tuple[Strategy, CompiledStrategy]]:
+    """Every user's active strategies that trade `symbol` on `timeframe`, compiled.
+
+    Not user-scoped on purpose: live evaluation on new bars serves all owners at once; each
+    result carries its strategy, whose `user_id` owns whatever it produces.
+    """
+    symbol = market_data.normalize_symbol(symbol)
+    found = []
+    for strategy in session.scalars(select(Strategy).where(
+            Strategy.status == StrategyStatus.ACTIVE.value).order_by(Strategy.id)):
+        try:
+            compiled_strategy = compiled(strategy)
+        except InvalidDefinitionError as exc:  # stored valid, refused by a stricter parser
+            log.error("active_strategy_invalid", strategy_id=str(strategy.id),
+                      errors=exc.details.get("errors"))
+            continue
+        definition = compiled_strategy.definition
+        if definition.timeframe == timeframe and symbol in definition.symbols:
+            found.append((strategy, compiled_strategy))
+    return found
 
 
 def delete_strategy(*, session: Session, owner_id: uuid.UUID, strategy_id: uuid.UUID) -> None:
