@@ -19,7 +19,9 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", protected_namespaces=())
 
-    provider: ProviderName | None = None
+    # Any name is stored (a template may name a provider configured later); an unknown one
+    # fails the execution with error_type configuration_error.
+    provider: str | None = Field(default=None, max_length=50)
     model_name: str | None = Field(default=None, max_length=200)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=200_000)
