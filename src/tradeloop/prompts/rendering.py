@@ -199,6 +199,11 @@ def _numeric_sum(environment: Any, iterable: Iterable[Any], attribute: Any = Non
     return jinja_filters.sync_do_sum(environment, iterable, attribute, start)
 
 
+def _not_available(value: Any, text: str = "n/a") -> Any:
+    """`{{ x|na }}`: the value, or "n/a" when it is None (an indicator without enough bars)."""
+    return text if value is None else value
+
+
 def _ensure_fits(length: int) -> None:
     budget = _budget()
     if budget is not None and length > budget.max_chars:
@@ -233,7 +238,8 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
 
     def _safe_filters(self) -> dict[str, Callable[..., Any]]:
         filters = {name: _checked_filter(self.filters[name]) for name in SAFE_FILTERS}
-        filters.update(join=_bounded_join, replace=_bounded_replace, indent=_bounded_indent,
+        filters.update(na=_not_available, join=_bounded_join, replace=_bounded_replace,
+                       indent=_bounded_indent,
                        sum=_checked_filter(jinja_filters.pass_environment(_numeric_sum)))
         return filters
 
