@@ -13,6 +13,7 @@ ROUTER_MODULES = (
     "tradeloop.strategies.api",
     "tradeloop.backtest.api",
     "tradeloop.signals.api",
+    "tradeloop.llm.api",
     "tradeloop.web.api",
 )
 TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.backtest.tasks",
@@ -23,6 +24,7 @@ MODEL_MODULES = (
     "tradeloop.strategies.models",
     "tradeloop.backtest.models",
     "tradeloop.signals.models",
+    "tradeloop.llm.models",
 )
 
 

@@ -243,3 +243,16 @@ class TemplateStats(BaseModel):
     input_tokens: int
     output_tokens: int
     last_executed_at: datetime | None
+
+
+class EffectivePrice(BaseModel):
+    """The cost of a call of a given size and where its price comes from."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    source: str  # override | genai-prices | free | unknown
