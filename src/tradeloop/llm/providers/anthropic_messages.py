@@ -33,8 +33,9 @@ class AnthropicMessagesProvider:
         if request.system_text:
             arguments["system"] = request.system_text
         if request.temperature is not None:
-            # Anthropic's range is 0..1; OpenAI-style configs may say up to 2.
-            arguments["temperature"] = min(request.temperature, 1.0)
+            # Sent as a raw field: recent SDKs no longer name it, older ones and the API accept
+            # it. Anthropic's range is 0..1; OpenAI-style configs may say up to 2.
+            arguments["extra_body"] = {"temperature": min(request.temperature, 1.0)}
         try:
             message = self._client.messages.create(**arguments)
         except anthropic.AnthropicError as exc:
