@@ -152,9 +152,9 @@ def test_template_length_is_capped() -> None:
 
 
 def test_range_is_capped() -> None:
-    assert render("{{ range(%d)|length }}" % MAX_RANGE, {}, limits=LIMITS) == str(MAX_RANGE)
+    assert render(f"{{{{ range({MAX_RANGE})|length }}}}", {}, limits=LIMITS) == str(MAX_RANGE)
     with pytest.raises(UnsafeOperationError, match="range"):
-        render("{{ range(%d)|length }}" % (MAX_RANGE + 1), {}, limits=LIMITS)
+        render(f"{{{{ range({MAX_RANGE + 1})|length }}}}", {}, limits=LIMITS)
 
 
 def test_missing_variables_fail_instead_of_rendering_empty() -> None:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 T = TypeVar("T")
@@ -23,8 +23,12 @@ _BUMP_COUNTER = text("UPDATE prompt_cache_state SET counter = counter + 1 WHERE 
 _INSERT_COUNTER = text("INSERT INTO prompt_cache_state (id, counter) VALUES (1, 1)")
 
 
+_BUMPED = "tradeloop_prompt_cache_bumped"
+
+
 def bump(session: Session) -> None:
     """Mark every process's cache stale (in the caller's transaction)."""
+    session.info[_BUMPED] = True
     result = session.execute(_BUMP_COUNTER)
     if result.rowcount == 0:  # type: ignore[attr-defined]
         # The migration inserts the row; recreate it if someone deleted it.
@@ -49,6 +53,11 @@ class TemplateCache:
     def get_or_load(self, session: Session, key: Hashable, load: Callable[[], T]) -> T:
         """The cached value for `key`, loading it when the counter moved or it is absent."""
         counter = read_counter(session)
+        if session.info.get(_BUMPED):
+            # This transaction changed templates and may still roll back: whatever it reads
+            # now must not be cached under a counter value another process may commit later.
+            self.misses += 1
+            return load()
         with self._lock:
             if counter != self._counter:
                 self._entries.clear()
@@ -71,3 +80,9 @@ class TemplateCache:
 
 
 template_cache = TemplateCache()
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_bump(session: Session) -> None:
+    session.info.pop(_BUMPED, None)
