@@ -9,10 +9,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from tests.conftest import require_service, reset_postgres_database
 from tradeloop import migrate
@@ -34,17 +36,19 @@ from tradeloop.strategies.demo import SMA_CROSS
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
-def user_with_strategy(session, email: str = "alice@example.com"):  # type: ignore[no-untyped-def]
+def user_with_strategy(session: Session, email: str = "alice@example.com") -> tuple[Any, Any]:
     user = accounts.create_user(session=session, email=email, password="correct horse battery")
     strategy = strategies.create_strategy(session=session, owner_id=user.id,
                                           definition=SMA_CROSS)
     return user, strategy
 
 
-def strategy_template(session, user, strategy, text: str = "Mine: {{ symbol }}"):  # type: ignore[no-untyped-def]
-    return service.create_template(session=session, actor=Actor.of(user), draft=service.TemplateDraft(
+def strategy_template(session: Session, user: Any, strategy: Any,
+                      text: str = "Mine: {{ symbol }}") -> Any:
+    draft = service.TemplateDraft(
         name="Alice daily", strategy_id=strategy.id, is_default=True,
-        content=TemplateContent(text, [{"name": "symbol", "type": "string"}])))
+        content=TemplateContent(text, [{"name": "symbol", "type": "string"}]))
+    return service.create_template(session=session, actor=Actor.of(user), draft=draft)
 
 
 class TestOrder:
@@ -132,7 +136,7 @@ class TestRender:
         with structlog.testing.capture_logs() as logs:
             assert prompt.render({"symbol": "AAPL"}) == "Mine: AAPL"
         assert logs[0]["event"] == "Rendered prompt (10 chars) from template: Alice daily"
-        with pytest.raises(PromptVariablesError, match="'symbol' .* is missing"):
+        with pytest.raises(PromptVariablesError, match=r"'symbol' .* is missing"):
             prompt.render({})
         with pytest.raises(PromptVariablesError, match="should be string"):
             prompt.render({"symbol": 5})
