@@ -76,7 +76,7 @@ class FakeLLMServer:
             def log_message(self, *_args: Any) -> None:  # keep pytest output clean
                 return
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)
                 body = json.loads(raw) if raw else {}

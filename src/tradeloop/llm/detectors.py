@@ -78,8 +78,10 @@ def find_keywords(keywords: Iterable[str], text: str, *, case_sensitive: bool) -
 
 EMAIL = regex.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
                       r"\.[A-Za-z]{2,}(?!\w)")
-PHONE = regex.compile(r"(?<![\w.])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?"
-                      r"\d{2,4}(?:[ .-]\d{2,4}){1,4}(?![\w.]\d)")
+# International numbers (+CC then groups) and North American ones ((415) 555-0100); bare digit
+# runs are left alone so prices, volumes, dates and account numbers are not flagged as phones.
+PHONE = regex.compile(r"(?<![\w+])(?:\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?)(?:[ .-]?\d{2,4}){2,4}"
+                      r"|\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4})(?![\w.]?\d)")
 CARD = regex.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 IBAN = regex.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
 SECRETS = {
@@ -139,8 +141,8 @@ def _digits(text: str) -> str:
 
 
 def _looks_like_phone(candidate: str) -> bool:
-    # 9-15 digits (E.164's maximum is 15) split by separators; prices and dates fall short.
-    return 9 <= len(_digits(candidate)) <= 15 and _digits(candidate) != candidate.strip()
+    # E.164 numbers have at most 15 digits; fewer than 9 are extensions or short codes.
+    return 9 <= len(_digits(candidate)) <= 15
 
 
 def _overlaps(match: regex.Match[str], hits: list[Hit]) -> bool:
