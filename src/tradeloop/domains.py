@@ -13,11 +13,13 @@ ROUTER_MODULES = (
     "tradeloop.strategies.api",
     "tradeloop.backtest.api",
     "tradeloop.signals.api",
+    "tradeloop.prompts.api",
+    "tradeloop.prompts.admin_api",
     "tradeloop.llm.api",
     "tradeloop.web.api",
 )
 TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.backtest.tasks",
-                "tradeloop.signals.tasks")
+                "tradeloop.signals.tasks", "tradeloop.prompts.tasks")
 MODEL_MODULES = (
     "tradeloop.accounts.models",
     "tradeloop.market_data.models",
@@ -25,6 +27,7 @@ MODEL_MODULES = (
     "tradeloop.backtest.models",
     "tradeloop.signals.models",
     "tradeloop.llm.models",
+    "tradeloop.prompts.models",
 )
 
 

@@ -56,9 +56,10 @@ def create(body: TemplateCreate, admin: AdminUser, session: SessionDep,
 
 
 @router.post("/test")
-def test(body: TestBody, admin: AdminUser, request: Request, settings: SettingsDep) -> TestRead:
+def test(body: TestBody, admin: AdminUser, session: SessionDep, request: Request,
+         settings: SettingsDep) -> TestRead:
     """Render a template (id or raw text) with variables and optionally execute it."""
-    return playground.run_test(db=request.app.state.db, settings=settings,
+    return playground.run_test(session=session, db=request.app.state.db, settings=settings,
                                actor=Actor.of(admin), body=body)
 
 

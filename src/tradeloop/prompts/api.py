@@ -103,11 +103,12 @@ def render(body: RenderBody, user: CurrentUser, session: SessionDep,
 
 
 @router.post("/test")
-def test(body: TestBody, user: CurrentUser, request: Request, settings: SettingsDep) -> TestRead:
+def test(body: TestBody, user: CurrentUser, session: SessionDep, request: Request,
+         settings: SettingsDep) -> TestRead:
     """Render, then (with `execute: true`) run it through the LLM service: rendered text,
     tokens, cost, latency and guardrail results."""
-    return playground.run_test(db=request.app.state.db, settings=settings, actor=Actor.of(user),
-                            body=body)
+    return playground.run_test(session=session, db=request.app.state.db, settings=settings,
+                               actor=Actor.of(user), body=body)
 
 
 @router.get("/{template_id}")

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tradeloop.db import Database
+from tradeloop.errors import AppError
 from tradeloop.llm import service as llm
 from tradeloop.llm.schemas import ModelConfig
 from tradeloop.prompts import service
@@ -62,19 +63,26 @@ def render_preview(*, session: Session, actor: Actor, body: RenderBody,
                         round((time.perf_counter() - started) * 1000, 3), dict(model_config))
 
 
-def run_test(*, db: Database, settings: Settings, actor: Actor, body: TestBody) -> TestRead:
+def run_test(*, session: Session, db: Database, settings: Settings, actor: Actor,
+             body: TestBody) -> TestRead:
     """Render, then execute through the LLM service when `body.execute` (the execution is
-    logged like any other), else estimate the input tokens and their cost."""
-    with db.unit_of_work() as session:
-        result = render_preview(session=session, actor=actor, body=body,
-                                limits=render_limits(settings))
-    # The LLM call runs outside any unit of work: on SQLite its log write needs the lock.
+    logged like any other), else estimate the input tokens and their cost.
+
+    Commits `session` (the request's unit of work) after rendering: the LLM call and its log
+    write use their own units of work, and on SQLite an open request transaction would hold
+    the write lock they need for as long as the model takes to answer.
+    """
+    if actor.user_id is None:
+        raise AppError("A test execution needs a user to log it for")
+    result = render_preview(session=session, actor=actor, body=body,
+                            limits=render_limits(settings))
+    session.commit()
     config = body.model_config_.model_dump() if body.model_config_ else result.model_config
     call = llm.PromptCall(
-        user_id=actor.user_id or uuid.UUID(int=0), user_text=result.text,
-        system_text=body.system_text, model_config=ModelConfig(**config),
-        context=body.variables, template_id=result.template_id,
-        template_version=result.version, expect_analysis=body.expect_analysis)
+        user_id=actor.user_id, user_text=result.text, system_text=body.system_text,
+        model_config=ModelConfig(**config), context=body.variables,
+        template_id=result.template_id, template_version=result.version,
+        expect_analysis=body.expect_analysis)
     if not body.execute:
         tokens, cost = llm.estimate(db, settings, call)
         return _test_read(result, executed=False, input_tokens=tokens, cost=cost)
