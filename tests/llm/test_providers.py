@@ -160,3 +160,43 @@ def test_retry_after_headers() -> None:
     assert retry_after_seconds({"retry-after": "2"}) == 2.0
     assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
     assert retry_after_seconds({}) is None
+
+
+class ScriptedProvider:
+    """A provider that fails with the given errors, then answers; for the retry arithmetic."""
+
+    name = "scripted"
+
+    def __init__(self, *errors: ProviderError):
+        self.errors = list(errors)
+        self.calls = 0
+
+    def complete(self, request: ProviderRequest, *, timeout_s: float) -> ProviderReply:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return ProviderReply(text="{}", model=request.model)
+
+
+class TestBackoff:
+    def test_sleeps_grow_with_jitter_and_respect_retry_after(self) -> None:
+        sleeps: list[float] = []
+        provider = ScriptedProvider(
+            ProviderError("server_error", "500", retryable=True),
+            ProviderError("server_error", "500", retryable=True),
+            ProviderError("rate_limited", "429", retryable=True, retry_after_s=3.0))
+        reply = complete_with_retries(provider, request(), RetryPolicy(1, 5, 100, 1.0),
+                                      sleep=sleeps.append, clock=lambda: 0.0)
+        assert reply.attempts == 4
+        assert 0 <= sleeps[0] <= 1.0 and 0 <= sleeps[1] <= 2.0  # full jitter under 2^n
+        assert sleeps[2] == 3.0  # the server's retry-after is a floor
+
+    def test_a_sleep_past_the_deadline_is_not_taken(self) -> None:
+        sleeps: list[float] = []
+        provider = ScriptedProvider(
+            ProviderError("rate_limited", "429", retryable=True, retry_after_s=60.0))
+        with pytest.raises(ProviderError) as failure:
+            complete_with_retries(provider, request(), RetryPolicy(1, 5, 10, 0.1),
+                                  sleep=sleeps.append, clock=lambda: 0.0)
+        assert sleeps == [] and "deadline" in failure.value.message
+        assert failure.value.error_type == "rate_limited"

@@ -88,6 +88,9 @@ def complete_with_retries(provider: Provider, request: ProviderRequest, policy: 
     while True:
         attempt += 1
         remaining = deadline - clock()
+        if remaining <= 0:  # a backoff sleep overran the deadline (a busy machine)
+            raise ProviderError("timeout", f"deadline of {policy.deadline_s:g} s reached "
+                                f"after {attempt - 1} attempts", attempts=attempt - 1)
         try:
             reply = provider.complete(request, timeout_s=min(policy.timeout_s, remaining))
         except ProviderError as exc:
