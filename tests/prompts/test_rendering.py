@@ -192,3 +192,9 @@ def test_validation_lists_undeclared_variables_with_their_first_line() -> None:
 def test_validation_refuses_loading_statements() -> None:
     issues = validate_template("{% include 'x' %}\n{% import 'y' as z %}", [])
     assert [(i.kind, i.line) for i in issues] == [("not_allowed", 1), ("not_allowed", 2)]
+
+
+def test_refusals_name_the_template_line() -> None:
+    with pytest.raises(UnsafeOperationError) as caught:
+        render("fine\n\n{{ 'a' * 3 }}", {}, limits=LIMITS)
+    assert caught.value.line == 3

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
-_READ_COUNTER = text("SELECT counter FROM prompt_cache_state WHERE id = 1")
+_READ_COUNTER_SQL = "SELECT counter FROM prompt_cache_state WHERE id = 1"
 _BUMP_COUNTER = text("UPDATE prompt_cache_state SET counter = counter + 1 WHERE id = 1")
 _INSERT_COUNTER = text("INSERT INTO prompt_cache_state (id, counter) VALUES (1, 1)")
 
@@ -36,8 +36,19 @@ def bump(session: Session) -> None:
 
 
 def read_counter(session: Session) -> int:
-    """The current counter value (0 when the row is missing)."""
-    return int(session.execute(_READ_COUNTER).scalar() or 0)
+    """The current counter value (0 when the row is missing), read in the session's
+    transaction.
+
+    Straight through the DBAPI cursor of the session's connection: this runs on every
+    resolution, and the ORM's statement machinery costs ~20x the SQLite lookup itself.
+    """
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(_READ_COUNTER_SQL)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return int(row[0]) if row else 0
 
 
 class TemplateCache:

@@ -112,6 +112,7 @@ class _Budget:
 
 
 _local = threading.local()
+_SIZED = (str, bytes, list, tuple, dict, set)
 
 
 def _budget() -> _Budget | None:
@@ -120,13 +121,12 @@ def _budget() -> _Budget | None:
 
 def _check(value: Any) -> Any:
     """Refuse a value past the size cap, or any work past the deadline; return the value."""
-    budget = _budget()
+    budget = getattr(_local, "budget", None)
     if budget is None:
         return value
     if time.monotonic() > budget.deadline:
         raise RenderTimeoutError()
-    if isinstance(value, str | bytes | list | tuple | dict | set) and \
-            len(value) > budget.max_chars:
+    if isinstance(value, _SIZED) and len(value) > budget.max_chars:
         raise OutputLimitError(f"a value of {len(value)} items exceeds the output limit of "
                                f"{budget.max_chars}")
     return value
@@ -301,14 +301,15 @@ class _Watchdog:
     CPython checks for such an asynchronous exception between bytecodes, so it stops any
     pure-Python loop of compiled template code. Long single C calls cannot be interrupted;
     the sandbox refuses the operations that could make one (see the module docstring).
+    The thread polls on its own (registering a render only writes a dict entry), because
+    waking it for every render would cost a thread switch per render.
     """
 
-    POLL_S = 0.01
+    POLL_S = 0.02
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._renders: dict[int, _Budget] = {}
-        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def register(self, budget: _Budget) -> None:
@@ -318,7 +319,6 @@ class _Watchdog:
                 self._thread = threading.Thread(target=self._run, name="prompt-render-watchdog",
                                                 daemon=True)
                 self._thread.start()
-        self._wake.set()
 
     def unregister(self) -> None:
         ident = threading.get_ident()
@@ -330,7 +330,6 @@ class _Watchdog:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
             time.sleep(self.POLL_S)
             with self._lock:
                 now = time.monotonic()
@@ -339,8 +338,6 @@ class _Watchdog:
                         budget.fired = True
                         ctypes.pythonapi.PyThreadState_SetAsyncExc(
                             ctypes.c_ulong(ident), ctypes.py_object(RenderTimeoutError))
-                if not self._renders:
-                    self._wake.clear()
 
 
 _watchdog = _Watchdog()
@@ -381,7 +378,8 @@ def render(template: CompiledPrompt | str, variables: Mapping[str, Any], *,
     _watchdog.register(budget)
     try:
         return _generate(compiled, variables, limits)
-    except RenderError:
+    except RenderError as exc:
+        exc.line = exc.line or _error_line(exc)
         raise
     except UndefinedError as exc:
         raise MissingVariableError(str(exc), line=_error_line(exc)) from None
@@ -405,15 +403,23 @@ def render(template: CompiledPrompt | str, variables: Mapping[str, Any], *,
 
 def _generate(compiled: CompiledPrompt, variables: Mapping[str, Any],
               limits: RenderLimits) -> str:
+    # Template.generate() without its extra generator layer: this loop runs per chunk.
+    template = compiled.template
     parts: list[str] = []
     size = 0
-    for chunk in compiled.template.generate(dict(variables)):
-        size += len(chunk)
-        if size > limits.max_output_bytes:  # bytes ≥ characters: stop before encoding
-            raise OutputLimitError(f"output exceeds {limits.max_output_bytes} bytes")
-        parts.append(chunk)
+    cap = limits.max_output_bytes
+    try:
+        for chunk in template.root_render_func(template.new_context(dict(variables))):
+            size += len(chunk)
+            if size > cap:  # bytes ≥ characters: stop before encoding
+                raise OutputLimitError(f"output exceeds {cap} bytes")
+            parts.append(chunk)
+    except Exception:
+        template.environment.handle_exception()  # re-raises with template line numbers
     text = "".join(parts)
-    if len(text.encode("utf-8")) > limits.max_output_bytes:
+    # UTF-8 takes at most 4 bytes a character: encode only when the text could be too long.
+    if 4 * size > limits.max_output_bytes and \
+            len(text.encode("utf-8")) > limits.max_output_bytes:
         raise OutputLimitError(f"output exceeds {limits.max_output_bytes} bytes")
     return text
 
