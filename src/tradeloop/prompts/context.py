@@ -82,10 +82,15 @@ def analysis_context(session: Session, *, symbol: str, timeframe: str,
 def recent_bars(bars: BarArrays, count: int = RECENT_BARS) -> list[dict[str, Any]]:
     """The last `count` bars, oldest first, as plain dicts."""
     start = max(len(bars) - count, 0)
-    return [{"date": utc_datetime(bars.ts[i]).strftime("%Y-%m-%d %H:%M"),
+    return [{"date": _bar_time(bars.ts[i]),
              "open": _num(bars.open[i]), "high": _num(bars.high[i]),
              "low": _num(bars.low[i]), "close": _num(bars.close[i]),
              "volume": _num(bars.volume[i], 0)} for i in range(start, len(bars))]
+
+
+def _bar_time(ts: np.datetime64) -> str:
+    at = utc_datetime(ts)
+    return at.strftime("%Y-%m-%d" if (at.hour, at.minute) == (0, 0) else "%Y-%m-%d %H:%M")
 
 
 def bars_table(recent: list[dict[str, Any]]) -> str:

@@ -31,7 +31,7 @@ target_aggressive. For SHORT the order is reversed. For NEUTRAL give the range y
 for, with the levels that would change your mind as stop and targets, and confidence below 0.5."""
 
 _COMMON_DATA = """\
-{% set i = indicators %}
+{% set i = indicators -%}
 Symbol: {{ symbol }}    Timeframe: {{ timeframe }}    Data as of: {{ as_of }}
 {% if strategy %}Requested by strategy "{{ strategy.name }}" with parameters \
 {{ strategy.params|tojson }}.
