@@ -20,7 +20,7 @@ from tests.conftest import require_service, reset_postgres_database
 from tradeloop import migrate
 from tradeloop.accounts import service as accounts
 from tradeloop.db import Database
-from tradeloop.prompts import service
+from tradeloop.prompts import resolution, service
 from tradeloop.prompts.cache import template_cache
 from tradeloop.prompts.resolution import (
     PromptNotConfiguredError,
@@ -51,27 +51,37 @@ def strategy_template(session: Session, user: Any, strategy: Any,
     return service.create_template(session=session, actor=Actor.of(user), draft=draft)
 
 
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
+    """The log events of prompts.resolution (its module logger may be cached on first use
+    with the app's processors, so a fresh one is put in place inside the capture)."""
+    with structlog.testing.capture_logs() as logs:
+        monkeypatch.setattr(resolution, "log", structlog.get_logger(resolution.__name__))
+        yield logs
+
+
 class TestOrder:
-    def test_global_default_with_the_seed_log_line(self, db: Database) -> None:
+    def test_global_default_with_the_seed_log_line(self, db: Database,
+                                                   captured: list) -> None:
         with db.unit_of_work() as session:
             seed_prompt_templates(session=session)
             user, strategy = user_with_strategy(session)
-            with structlog.testing.capture_logs() as logs:
-                prompt = resolve_prompt(session=session, owner_id=user.id,
-                                        strategy_id=strategy.id)
+            captured.clear()
+            prompt = resolve_prompt(session=session, owner_id=user.id, strategy_id=strategy.id)
+            logs = list(captured)
         assert prompt.name == "Daily Chart Technical Analysis"
         assert (prompt.source, prompt.version, prompt.template_type) == ("global", 1, "analysis")
         assert logs[0]["event"] == ("Loaded global default prompt: Daily Chart Technical "
                                     f"Analysis (ID: {prompt.template_id})")
 
-    def test_strategy_default_wins(self, db: Database) -> None:
+    def test_strategy_default_wins(self, db: Database, captured: list) -> None:
         with db.unit_of_work() as session:
             seed_prompt_templates(session=session)
             user, strategy = user_with_strategy(session)
             mine = strategy_template(session, user, strategy)
-            with structlog.testing.capture_logs() as logs:
-                prompt = resolve_prompt(session=session, owner_id=user.id,
-                                        strategy_id=strategy.id)
+            captured.clear()
+            prompt = resolve_prompt(session=session, owner_id=user.id, strategy_id=strategy.id)
+            logs = list(captured)
             other = resolve_prompt(session=session, owner_id=user.id, strategy_id=None)
         assert (prompt.template_id, prompt.source) == (mine.id, "strategy")
         assert logs[0]["event"] == f"Loaded strategy-specific prompt: Alice daily (ID: {mine.id})"
@@ -128,13 +138,15 @@ class TestOrder:
 
 
 class TestRender:
-    def test_render_logs_the_seed_line_and_checks_variables(self, db: Database) -> None:
+    def test_render_logs_the_seed_line_and_checks_variables(self, db: Database,
+                                                            captured: list) -> None:
         with db.unit_of_work() as session:
             user, strategy = user_with_strategy(session)
             strategy_template(session, user, strategy)
             prompt = resolve_prompt(session=session, owner_id=user.id, strategy_id=strategy.id)
-        with structlog.testing.capture_logs() as logs:
-            assert prompt.render({"symbol": "AAPL"}) == "Mine: AAPL"
+        captured.clear()
+        assert prompt.render({"symbol": "AAPL"}) == "Mine: AAPL"
+        logs = list(captured)
         assert logs[0]["event"] == "Rendered prompt (10 chars) from template: Alice daily"
         with pytest.raises(PromptVariablesError, match=r"'symbol' .* is missing"):
             prompt.render({})
@@ -192,7 +204,7 @@ import json, sys
 from tradeloop.db import Database
 from tradeloop.domains import load_models
 from tradeloop.logs import configure_logging
-from tradeloop.prompts import service
+from tradeloop.prompts import resolution, service
 from tradeloop.prompts.cache import template_cache
 from tradeloop.prompts.resolution import resolve_prompt
 
