@@ -23,7 +23,7 @@ from tradeloop.prompts.rendering import (
 )
 
 LIMITS = RenderLimits(max_template_chars=50_000, max_output_bytes=100_000, timeout_s=0.3)
-FAST_S = 2.0  # every hostile template must be refused well within this (machine under load)
+FAST_S = 3.0  # every hostile template is refused well within this, even on a loaded machine
 LITERAL_LIST = "[" + ",".join(["1"] * 3000) + "]"
 
 ESCAPES = {
@@ -108,7 +108,7 @@ def test_pure_python_loops_are_interrupted_at_the_deadline() -> None:
     with pytest.raises(RenderTimeoutError):
         render(BOMBS["nested_literal_loops"], {}, limits=LIMITS)
     elapsed = time.perf_counter() - started
-    assert LIMITS.timeout_s <= elapsed < LIMITS.timeout_s + 1.0
+    assert LIMITS.timeout_s <= elapsed < LIMITS.timeout_s + FAST_S  # minutes without the watchdog
 
 
 def test_a_timeout_never_leaks_into_later_code() -> None:

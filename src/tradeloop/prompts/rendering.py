@@ -113,6 +113,7 @@ class _Budget:
 
 _local = threading.local()
 _SIZED = (str, bytes, list, tuple, dict, set)
+_DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
 def _budget() -> _Budget | None:
@@ -260,6 +261,10 @@ class PromptSandbox(ImmutableSandboxedEnvironment):
         return None
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        # `bar.close` on a plain dict: the sandbox would first try the attribute and catch
+        # the AttributeError; a key that is no dict attribute name can only be the item.
+        if type(obj) is dict and attribute in obj and attribute not in _DICT_ATTRIBUTES:
+            return _check(obj[attribute])
         return _check(super().getattr(obj, attribute))
 
     def getitem(self, obj: Any, argument: Any) -> Any:
