@@ -156,6 +156,15 @@ class TestVersions:
         errors = response.json()["error"]["details"]["errors"]
         assert [(e["variable"], e["line"]) for e in errors] == [("undeclared", 2)]
 
+    def test_bad_variable_declarations_are_422(self, client: TestClient, admin: dict) -> None:
+        created = create_global(client, admin)
+        for body in ({"variables": ["not an identifier"]},
+                     {"variables": ["symbol", "symbol", "price"]}):
+            response = client.put(f"{BASE}/{created['id']}", json=body, headers=admin)
+            assert response.status_code == 422, response.text
+            assert response.json()["error"]["details"]["errors"][0]["kind"] == \
+                "invalid_variables"
+
     def test_diff_is_unified(self, client: TestClient, admin: dict) -> None:
         created = create_global(client, admin)
         url = f"{BASE}/{created['id']}"

@@ -260,15 +260,19 @@ def _owner_for_scope(session: Session, actor: Actor, strategy_id: uuid.UUID | No
 def _checked_content(content: TemplateContent,
                      limits: RenderLimits) -> list[dict[str, Any]]:
     """The normalized declared variables, once text and variables pass validation."""
-    try:
-        variables = normalize_variables(content.variables)
-    except VariableSpecError as exc:
-        raise InvalidTemplateError([{"kind": "invalid_variables", "message": str(exc),
-                                     "line": None, "variable": None}]) from None
+    variables = _normalized(content.variables)
     issues = validate_template(content.template_text, variable_names(variables), limits=limits)
     if issues:
         raise InvalidTemplateError([issue.as_dict() for issue in issues])
     return variables
+
+
+def _normalized(variables: list[Any]) -> list[dict[str, Any]]:
+    try:
+        return normalize_variables(variables)
+    except VariableSpecError as exc:
+        raise InvalidTemplateError([{"kind": "invalid_variables", "message": str(exc),
+                                     "line": None, "variable": None}]) from None
 
 
 def _model_config(raw: dict[str, Any]) -> dict[str, Any]:
@@ -324,7 +328,7 @@ def _pick(value: Any, default: Any) -> Any:
 
 def _content_differs(content: TemplateContent, version: PromptTemplateVersion) -> bool:
     return (content.template_text != version.template_text
-            or normalize_variables(content.variables) != version.variables
+            or _normalized(content.variables) != version.variables
             or _model_config(content.model_config) != version.model_config_)
 
 
