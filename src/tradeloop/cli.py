@@ -29,6 +29,8 @@ app.add_typer(backtest_app, name="backtest")
 app.add_typer(data_app, name="data")
 app.add_typer(user_app, name="user")
 app.add_typer(tasks_app, name="tasks")
+prompts_app = typer.Typer(help="Prompt templates as reviewable files.", no_args_is_help=True)
+app.add_typer(prompts_app, name="prompts")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -65,6 +67,7 @@ def announce_first_start(settings: Settings, db: Database) -> None:
         email, password = created
         console.print("[bold green]Created the first admin account[/] (shown only once):")
         console.print(f"  email:    {email}\n  password: {password}")
+    _seed_prompt_templates(db)
     if settings.load_demo_on_first_start:
         load_demo_if_empty(db)
     console.print(f"Default webhook secret (WEBHOOK_SECRET): {settings.secret('WEBHOOK_SECRET')}")
@@ -114,10 +117,52 @@ def seed(demo: Annotated[bool, typer.Option(
     """Insert the data a new installation starts with (idempotent; safe to run again)."""
     settings = get_settings()
     db = _database(settings)
+    _seed_prompt_templates(db)
     if not demo:
         console.print("Nothing else to seed yet; use --demo for the demo universe.")
         return
     _seed_demo_with_progress(db)
+
+
+def _seed_prompt_templates(db: Database) -> None:
+    from tradeloop.prompts.seeds import seed_prompt_templates
+
+    with db.unit_of_work() as session:
+        created = seed_prompt_templates(session=session)
+    console.print(f"Prompt templates: {', '.join(created)} added." if created
+                  else "Prompt templates: all 6 defaults present.")
+
+
+@prompts_app.command("export")
+def prompts_export(directory: Annotated[Path, typer.Argument(file_okay=False)]) -> None:
+    """Write every global template as DIR/<name>.j2 (text) + DIR/<name>.yaml (metadata)."""
+    from tradeloop.prompts.files import export_templates
+
+    db = _database(get_settings())
+    with db.unit_of_work() as session:
+        written = export_templates(session=session, directory=directory)
+    console.print(f"Exported {len(written)} templates to {directory}")
+
+
+@prompts_app.command("import")
+def prompts_import(directory: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+                   ) -> None:
+    """Create or update global templates from DIR (a changed text becomes a new version)."""
+    from tradeloop.errors import AppError
+    from tradeloop.prompts.files import TemplateFileError, import_templates
+
+    db = _database(get_settings())
+    try:
+        with db.unit_of_work() as session:
+            report = import_templates(session=session, directory=directory)
+    except TemplateFileError as exc:
+        raise _fail(str(exc)) from None
+    except AppError as exc:  # e.g. a template text with syntax errors (listed by line)
+        raise _fail(_describe_import_error(exc)) from None
+    console.print(f"created: {len(report.created)}, new versions: {len(report.new_versions)}, "
+                  f"unchanged: {len(report.unchanged)}")
+    for name in report.created + report.new_versions:
+        console.print(f"  {name}")
 
 
 @data_app.command("import")

@@ -15,16 +15,21 @@ ROUTER_MODULES = (
     "tradeloop.signals.api",
     "tradeloop.signals.gex_api",
     "tradeloop.signals.metrics_api",
+    "tradeloop.prompts.api",
+    "tradeloop.prompts.admin_api",
+    "tradeloop.llm.api",
     "tradeloop.web.api",
 )
 TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.backtest.tasks",
-                "tradeloop.signals.tasks")
+                "tradeloop.signals.tasks", "tradeloop.prompts.tasks")
 MODEL_MODULES = (
     "tradeloop.accounts.models",
     "tradeloop.market_data.models",
     "tradeloop.strategies.models",
     "tradeloop.backtest.models",
     "tradeloop.signals.models",
+    "tradeloop.llm.models",
+    "tradeloop.prompts.models",
 )
 
 

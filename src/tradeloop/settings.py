@@ -30,6 +30,16 @@ class Settings(BaseSettings):
     openai_api_base: str | None = None
     anthropic_api_key: SecretStr | None = None
     disable_prompt_logging: bool = False
+    # LLM calls (docs/llm.md): the default model of LLM_PROVIDER (unset: the provider's own
+    # default), a proxy for Anthropic, and the retry budget: each attempt is bounded by
+    # LLM_TIMEOUT_S, at most LLM_MAX_RETRIES more attempts follow 429/5xx/timeouts with
+    # exponential backoff and jitter (base LLM_BACKOFF_BASE_S), all within LLM_DEADLINE_S.
+    llm_model: str | None = None
+    anthropic_api_base: str | None = None
+    llm_timeout_s: float = Field(default=30.0, gt=0)
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+    llm_deadline_s: float = Field(default=90.0, gt=0)
+    llm_backoff_base_s: float = Field(default=0.5, ge=0)
     max_concurrent_backtests: int = Field(default=5, ge=1)
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -69,6 +79,10 @@ class Settings(BaseSettings):
     context_health_window_s: int = Field(default=900, ge=60)
     metrics_token: SecretStr | None = None
     metrics_latency_window: int = Field(default=1000, ge=10, le=100_000)
+    # Prompt rendering limits (SPEC §7): template size, output size, time per render.
+    prompt_template_max_chars: int = Field(default=50_000, ge=100)
+    prompt_output_max_bytes: int = Field(default=256_000, ge=1_000)
+    prompt_render_timeout_ms: int = Field(default=500, ge=10)
 
     @model_validator(mode="after")
     def _resolve_data_dir(self) -> Settings:

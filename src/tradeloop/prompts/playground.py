@@ -1,0 +1,151 @@
+"""Trying templates out: render previews, test executions through the LLM service, and the
+statistics read back from the execution log."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tradeloop.db import Database
+from tradeloop.errors import AppError
+from tradeloop.llm import service as llm
+from tradeloop.llm.schemas import ModelConfig
+from tradeloop.prompts import service
+from tradeloop.prompts.models import PromptTemplate
+from tradeloop.prompts.rendering import RenderError, RenderLimits, render
+from tradeloop.prompts.resolution import (
+    PromptRenderFailedError,
+    PromptVariablesError,
+    render_limits,
+)
+from tradeloop.prompts.schemas import RenderBody, TestBody, TestRead
+from tradeloop.prompts.service import Actor
+from tradeloop.prompts.variables import check_values
+from tradeloop.settings import Settings
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    text: str
+    template_id: uuid.UUID | None
+    version: int | None
+    render_ms: float
+    model_config: dict[str, Any]
+
+
+def render_preview(*, session: Session, actor: Actor, body: RenderBody,
+                   limits: RenderLimits) -> RenderResult:
+    """Render a stored template's version (default latest) or raw text with the variables;
+    stored templates check the variables against their declared ones first."""
+    template_id, version_number, model_config = None, None, {}
+    text = body.template_text or ""
+    if body.template_id is not None:
+        template = service.get_template(session=session, actor=actor,
+                                        template_id=body.template_id)
+        version = service.get_version(session=session, template=template,
+                                      version=body.version)
+        problems = check_values(version.variables, body.variables)
+        if problems:
+            raise PromptVariablesError(problems)
+        template_id, version_number = template.id, version.version
+        text, model_config = version.template_text, version.model_config_
+    started = time.perf_counter()
+    try:
+        rendered = render(text, body.variables, limits=limits)
+    except RenderError as exc:
+        raise PromptRenderFailedError(exc) from None
+    return RenderResult(rendered, template_id, version_number,
+                        round((time.perf_counter() - started) * 1000, 3), dict(model_config))
+
+
+def run_test(*, session: Session, db: Database, settings: Settings, actor: Actor,
+             body: TestBody) -> TestRead:
+    """Render, then execute through the LLM service when `body.execute` (the execution is
+    logged like any other), else estimate the input tokens and their cost.
+
+    Commits `session` (the request's unit of work) after rendering: the LLM call and its log
+    write use their own units of work, and on SQLite an open request transaction would hold
+    the write lock they need for as long as the model takes to answer.
+    """
+    if actor.user_id is None:
+        raise AppError("A test execution needs a user to log it for")
+    result = render_preview(session=session, actor=actor, body=body,
+                            limits=render_limits(settings))
+    session.commit()
+    config = body.model_config_.model_dump() if body.model_config_ else result.model_config
+    call = llm.PromptCall(
+        user_id=actor.user_id, user_text=result.text, system_text=body.system_text,
+        model_config=ModelConfig(**config), context=body.variables,
+        template_id=result.template_id, template_version=result.version,
+        expect_analysis=body.expect_analysis)
+    if not body.execute:
+        tokens, cost = llm.estimate(db, settings, call)
+        return _test_read(result, executed=False, input_tokens=tokens, cost=cost)
+    executed = llm.execute(db, settings, call)
+    return _test_read(
+        result, executed=True, success=executed.success, provider=executed.provider,
+        model=executed.model, input_tokens=executed.input_tokens,
+        output_tokens=executed.output_tokens, cost=executed.cost_usd,
+        latency_ms=executed.latency_ms, response_text=executed.text,
+        analysis=executed.analysis.model_dump(mode="json") if executed.analysis else None,
+        error_type=executed.error_type, error_message=executed.error_message,
+        guardrails=[g.model_dump(mode="json") for g in executed.guardrails],
+        execution_id=executed.execution_id)
+
+
+def _test_read(result: RenderResult, *, executed: bool, cost: Decimal,
+               **fields: Any) -> TestRead:
+    values: dict[str, Any] = {
+        "success": None, "provider": None, "model": None, "input_tokens": 0,
+        "output_tokens": 0, "latency_ms": 0.0, "response_text": None, "analysis": None,
+        "error_type": None, "error_message": None, "guardrails": [], "execution_id": None}
+    values.update(fields)
+    return TestRead(rendered=result.text, chars=len(result.text),
+                    template_id=result.template_id, version=result.version, executed=executed,
+                    cost_usd=str(cost), render_ms=result.render_ms, **values)
+
+
+def stats(*, session: Session, template: PromptTemplate,
+          version: int | None = None) -> dict[str, Any]:
+    """The execution log's statistics of a template (or one version of it)."""
+    if version is not None:
+        service.get_version(session=session, template=template, version=version)
+    figures = llm.template_stats(session, template.id, version)
+    return {"template_id": str(template.id), "version": version, **_jsonable(figures)}
+
+
+def performance(*, session: Session, template: PromptTemplate) -> dict[str, Any]:
+    """Each version side by side (executions, success rate, latency, tokens, cost), newest
+    first, so an edit's effect shows at a glance."""
+    rows = [{"version": v.version, "created_at": v.created_at.isoformat(),
+             "change_note": v.change_note,
+             **_jsonable(llm.template_stats(session, template.id, v.version))}
+            for v in service.list_versions(session=session, template=template)]
+    return {"template_id": str(template.id), "name": template.name,
+            "latest_version": template.latest_version, "versions": rows,
+            "overall": _jsonable(llm.template_stats(session, template.id, None))}
+
+
+def _jsonable(figures: dict[str, Any]) -> dict[str, Any]:
+    return {key: str(value) if isinstance(value, Decimal) else
+            value.isoformat() if hasattr(value, "isoformat") else value
+            for key, value in figures.items()}
+
+
+def record_execution(session: Session, logged: Any) -> None:
+    """Execution listener: count the execution on its template's usage statistics."""
+    if logged.template_id is None:
+        return
+    template = session.get(PromptTemplate, logged.template_id, with_for_update=True)
+    if template is None:
+        return
+    template.executions_count += 1
+    template.success_count += int(bool(logged.success))
+    template.total_latency_ms += float(logged.response_time_ms or 0.0)
+    template.last_executed_at = logged.executed_at
+    session.flush()
