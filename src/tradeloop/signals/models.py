@@ -32,6 +32,9 @@ class SignalStatus(enum.StrEnum):
     PROCESSED = "processed"
     REJECTED = "rejected"
     FAILED = "failed"
+    # Stored for the prompt's statistics, never traded: a NEUTRAL analysis, or an analysis for
+    # a strategy that is not active.
+    RECORDED = "recorded"
 
 
 class Direction(enum.StrEnum):

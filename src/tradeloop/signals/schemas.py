@@ -329,3 +329,33 @@ class ProcessingErrorList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class GenerateSignalIn(BaseModel):
+    """Body of `POST /api/signals/generate` (seed 000)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: Symbol
+    strategy_id: uuid.UUID
+    template_id: uuid.UUID | None = None
+    timeframe: str = Field(default="1d", min_length=1, max_length=16)
+    analysis: Literal["daily", "weekly", "consolidation"] | None = None
+
+
+class ExecutionSummary(BaseModel):
+    """The analyst call behind a generated signal (its row is in the execution log)."""
+
+    id: uuid.UUID | None
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    latency_ms: float
+
+
+class GeneratedSignalRead(BaseModel):
+    signal: SignalRead
+    queued: bool  # true: on its way to a decision; false: recorded only (NEUTRAL / not active)
+    execution: ExecutionSummary
