@@ -182,14 +182,14 @@ class TestBackoff:
     def test_sleeps_grow_with_jitter_and_respect_retry_after(self) -> None:
         sleeps: list[float] = []
         provider = ScriptedProvider(
+            ProviderError("rate_limited", "429", retryable=True, retry_after_s=3.0),
             ProviderError("server_error", "500", retryable=True),
-            ProviderError("server_error", "500", retryable=True),
-            ProviderError("rate_limited", "429", retryable=True, retry_after_s=3.0))
+            ProviderError("server_error", "500", retryable=True))
         reply = complete_with_retries(provider, request(), RetryPolicy(1, 5, 100, 1.0),
                                       sleep=sleeps.append, clock=lambda: 0.0)
         assert reply.attempts == 4
-        assert 0 <= sleeps[0] <= 1.0 and 0 <= sleeps[1] <= 2.0  # full jitter under 2^n
-        assert sleeps[2] == 3.0  # the server's retry-after is a floor
+        assert sleeps[0] == 3.0  # the server's retry-after beats the 1 s jitter ceiling
+        assert 0 <= sleeps[1] <= 2.0 and 0 <= sleeps[2] <= 4.0  # full jitter under 2^n
 
     def test_a_sleep_past_the_deadline_is_not_taken(self) -> None:
         sleeps: list[float] = []

@@ -195,3 +195,22 @@ def test_numpy_is_not_leaking_into_context(db: Database, bars: None) -> None:
     leaked = [key for key, value in values["indicators"].items()
               if isinstance(value, np.generic)]
     assert leaked == []
+
+
+def test_every_server_start_makes_sure_the_defaults_exist(tmp_path: Path) -> None:
+    from tests.conftest import make_settings
+    from tradeloop import migrate
+    from tradeloop.cli import announce_first_start
+
+    settings = make_settings(tmp_path / "data", load_demo_on_first_start=False)
+    migrate.upgrade(settings.effective_database_url)
+    database = Database.from_url(settings.effective_database_url)
+    try:
+        announce_first_start(settings, database)
+        announce_first_start(settings, database)  # idempotent
+        with database.unit_of_work() as session:
+            _, total = service.list_templates(session=session, actor=SYSTEM,
+                                              filters=TemplateFilters(is_default=True))
+        assert total == 6
+    finally:
+        database.dispose()

@@ -42,9 +42,6 @@ from tradeloop.prompts.variables import VariableSpecError, normalize_variables, 
 
 router = APIRouter(prefix="/api/v1/prompts", tags=["prompts"])
 
-TemplateId = Annotated[uuid.UUID, "the template's stable id"]
-
-
 @router.get("/")
 @router.get("", include_in_schema=False)
 def list_templates(
