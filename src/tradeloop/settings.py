@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     disable_prompt_logging: bool = False
     max_concurrent_backtests: int = Field(default=5, ge=1)
+    # A running backtest whose claim is older than this is taken as abandoned (its worker
+    # died): requeued, or failed once it has been claimed backtest_max_attempts times.
+    backtest_lease_seconds: int = Field(default=900, ge=10)
+    backtest_max_attempts: int = Field(default=3, ge=1)
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_username: str | None = None

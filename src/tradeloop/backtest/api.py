@@ -75,16 +75,21 @@ def run_detail(session: SessionDep, run: BacktestRun, *, cached: bool = False) -
 def list_results(user: CurrentUser, session: SessionDep,
                  limit: Annotated[int, Query(ge=1, le=500)] = 20,
                  offset: Annotated[int, Query(ge=0)] = 0,
+                 before: Annotated[str | None, Query(
+                     max_length=200, description="next_cursor of the previous page")] = None,
                  strategy_id: uuid.UUID | None = None, symbol: str | None = None,
                  status_: Annotated[str | None, Query(alias="status")] = None) -> RunList:
-    """The caller's runs, newest first, with headline metrics."""
-    rows = service.list_runs(session=session, owner_id=user.id, limit=limit, offset=offset,
-                             strategy_id=strategy_id, symbol=symbol, status=status_)
+    """The caller's runs, newest first, with headline metrics; page with `before=` (the
+    previous page's `next_cursor`, constant time at any depth) or `offset=`."""
+    page = service.list_runs(
+        session=session, owner_id=user.id, limit=limit, offset=offset,
+        before=service.Cursor.decode(before) if before else None, strategy_id=strategy_id,
+        symbol=symbol, status=status_)
     return RunList(results=[RunSummary(
         id=run.id, status=run.status, strategy=strategy_ref(run), symbols=run.symbol_list,
         timeframe=run.timeframe, params=run.params, inserted_at=run.inserted_at,
-        duration_ms=run.duration_ms, summary=summary) for run, summary in rows],
-        limit=limit, offset=offset)
+        duration_ms=run.duration_ms, summary=summary) for run, summary in page.rows],
+        limit=limit, offset=offset, next_cursor=page.next_cursor)
 
 
 @router.get(f"{PREFIX}/results/{{run_id}}")

@@ -76,6 +76,8 @@ class RunList(BaseModel):
     results: list[RunSummary]
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        description="pass as before= for the next page; null on the last page")
 
 
 class RunDetail(BaseModel):
