@@ -3,6 +3,7 @@ sweeps, failures, the concurrency limit, the activation gate and isolation."""
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import timedelta
 
@@ -11,13 +12,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select, update
 
 from tests.conftest import store_bars, wait_for_tasks
-from tradeloop.backtest import service
+from tradeloop.backtest import service, sweeps
 from tradeloop.backtest import tasks as backtest_tasks
 from tradeloop.backtest.metrics import METRICS
 from tradeloop.backtest.models import (
     BacktestResult,
     BacktestRun,
     BacktestRunSymbol,
+    BacktestSweepPoint,
     BacktestTrade,
     RunStatus,
 )
@@ -271,6 +273,7 @@ def test_sweep_fans_out_and_ranks(client: TestClient, alice: dict, strategy: dic
     assert response.status_code == 202, response.text
     accepted = response.json()
     assert accepted["runs"] == 6 and accepted["cached"] == 0
+    assert accepted["method"] == "vectorised" and accepted["combinations"] == 6
     wait_for_tasks()
     report = client.get(f"{BASE}/sweep/{accepted['id']}", headers=alice).json()
     assert report["finished"] and report["status"] == {"done": 6}
@@ -280,10 +283,88 @@ def test_sweep_fans_out_and_ranks(client: TestClient, alice: dict, strategy: dic
         (f, s) for f in (5, 10, 15) for s in (30, 40)}
     again = client.post(f"{BASE}/sweep", headers=alice, json={
         "strategy_id": strategy["id"], "grid": {"fast": [5, 10]}, "metric": "sharpe_ratio"})
-    assert again.json()["cached"] == 2  # slow=30 is the default: (5,30),(10,30) ran above
+    wait_for_tasks()
+    # slow=30 is the default: (5,30),(10,30) ran in full above, so their runs are cache hits.
+    assert client.get(f"{BASE}/sweep/{again.json()['id']}", headers=alice).json()[
+        "cached"] == 2
     bad = client.post(f"{BASE}/sweep", headers=alice, json={
         "strategy_id": strategy["id"], "grid": {"fast": "9:1:1"}, "metric": "nope"})
     assert bad.status_code == 422
+
+
+def _metric(client: TestClient, headers: dict, run_id: str, metric: str) -> float:
+    result = client.get(f"{BASE}/results/{run_id}", headers=headers).json()
+    assert result["status"] == "done", result["error"]
+    return next(group[metric] for group in result["metrics"].values() if metric in group)
+
+
+class TestVectorisedSweeps:
+    GRID = {"fast": [5, 8, 12], "slow": [20, 30, 45]}
+
+    @pytest.mark.parametrize("metric", ["sharpe_ratio", "max_drawdown_pct", "win_rate_pct"])
+    def test_every_value_equals_a_single_runs_metric(
+            self, client: TestClient, alice: dict, strategy: dict, metric: str) -> None:
+        accepted = client.post(f"{BASE}/sweep", headers=alice, json={
+            "strategy_id": strategy["id"], "grid": self.GRID, "metric": metric, "top": 3,
+            "commission": 0.001}).json()
+        assert accepted["method"] == "vectorised" and accepted["runs"] == 3
+        wait_for_tasks()
+        report = client.get(f"{BASE}/sweep/{accepted['id']}", headers=alice).json()
+        assert report["finished"] and report["ranked"] == 9 and report["runs"] == 3
+        ranking = report["ranking"]
+        assert len(ranking) == 9 and report["progress"] == {"completed": 12, "total": 12}
+        values = [entry["value"] for entry in ranking]
+        assert values == sorted(values, reverse=True)
+        # The top 3 run in full; the rest are ranked only.
+        assert [e["run_id"] is not None for e in ranking] == [True] * 3 + [False] * 6
+        assert report["status"] == {"done": 3}
+        for entry in ranking:
+            run_id = entry["run_id"] or run(client, alice, strategy, params=entry["params"],
+                                            commission=0.001)["id"]
+            single = _metric(client, alice, run_id, metric)
+            assert math.isclose(entry["value"], single, rel_tol=1e-12), entry
+
+    def test_chunks_fan_out_as_tasks_and_redelivery_adds_nothing(
+            self, client: TestClient, db: Database, alice: dict, strategy: dict) -> None:
+        owner = _user_id(client, alice)
+        with db.unit_of_work() as session:
+            sweep, _ = sweeps.create_sweep(
+                session=session, owner_id=owner, base=service.RunRequest(strategy="sma_cross"),
+                grid=self.GRID, metric="sharpe_ratio", max_running=2, workers=4, top=2,
+                descending=False)
+            sweep_id = sweep.id
+        wait_for_tasks()
+        assert count(db, BacktestSweepPoint, sweep_id=sweep_id) == 9
+        assert sweeps.rank_chunk(db=db, sweep_id=sweep_id, first=0, stop=3, max_running=2,
+                                 workers=1) == 0
+        assert count(db, BacktestSweepPoint, sweep_id=sweep_id) == 9
+        with db.unit_of_work() as session:
+            report = sweeps.sweep_report(session=session, owner_id=owner, sweep_id=sweep_id)
+        values = [entry["value"] for entry in report["ranking"]]
+        assert values == sorted(values) and report["status"] == {"done": 2}  # lowest first
+        assert [e["run_id"] is not None for e in report["ranking"]][:2] == [True, True]
+
+    def test_a_metric_without_a_batch_formula_runs_every_combination(
+            self, client: TestClient, alice: dict, strategy: dict) -> None:
+        accepted = client.post(f"{BASE}/sweep", headers=alice, json={
+            "strategy_id": strategy["id"], "grid": {"fast": [5, 8]},
+            "metric": "best_month_pct", "top": 1}).json()
+        assert accepted["method"] == "runs" and accepted["runs"] == 2
+        wait_for_tasks()
+        report = client.get(f"{BASE}/sweep/{accepted['id']}", headers=alice).json()
+        assert report["finished"] and report["status"] == {"done": 2}
+        for entry in report["ranking"]:
+            assert entry["value"] == _metric(client, alice, entry["run_id"], "best_month_pct")
+        # Another metric than the sweep's ranks the full runs by their stored results.
+        other = client.get(f"{BASE}/sweep/{accepted['id']}", headers=alice,
+                           params={"metric": "num_trades"}).json()
+        assert len(other["ranking"]) == 2
+
+    def test_bars_missing_when_accepted_is_a_422(self, client: TestClient, alice: dict,
+                                                 strategy: dict) -> None:
+        answer = client.post(f"{BASE}/sweep", headers=alice, json={
+            "strategy_id": strategy["id"], "grid": {"fast": [5, 8]}, "symbols": ["ZZZ"]})
+        assert answer.status_code == 422 and answer.json()["error"]["code"] == "no_bars"
 
 
 def test_other_users_get_404_everywhere(client: TestClient, alice: dict, bob: dict,

@@ -133,17 +133,19 @@ def delete_result(run_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> 
 @router.post(f"{PREFIX}/sweep", status_code=status.HTTP_202_ACCEPTED)
 def sweep(body: SweepCreate, user: CurrentUser, session: SessionDep,
           settings: SettingsDep) -> SweepAccepted:
-    """Fan a param grid out as runs; follow it at GET /api/v1/backtest/sweep/{id}."""
+    """Rank a param grid by a metric (vectorised where the metric allows) and run the top
+    combinations in full; follow it at GET /api/v1/backtest/sweep/{id}."""
     created, cached = sweeps.create_sweep(
         session=session, owner_id=user.id, base=run_request(body), grid=body.grid,
         metric=body.metric, max_running=settings.max_concurrent_backtests,
-        workers=settings.task_pool_size)
-    return SweepAccepted(id=created.id, runs=len(created.run_ids), cached=cached)
+        workers=settings.task_pool_size, top=body.top, descending=body.descending)
+    return SweepAccepted(id=created.id, combinations=created.total, method=created.method,
+                         runs=created.top, top=created.top, cached=cached)
 
 
 @router.get(f"{PREFIX}/sweep/{{sweep_id}}")
 def sweep_report(sweep_id: uuid.UUID, user: CurrentUser, session: SessionDep,
-                 metric: str | None = None, descending: bool = True) -> SweepReport:
+                 metric: str | None = None, descending: bool | None = None) -> SweepReport:
     """Progress and the finished runs ranked by the metric, best first."""
     return SweepReport.model_validate(sweeps.sweep_report(
         session=session, owner_id=user.id, sweep_id=sweep_id, metric=metric,

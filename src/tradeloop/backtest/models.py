@@ -154,6 +154,8 @@ class BacktestSweep(UUIDPrimaryKey, UserOwned, Base):
     total: Mapped[int] = mapped_column(default=0, server_default="0")
     top: Mapped[int] = mapped_column(default=0, server_default="0")
     descending: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # Full runs answered from the result cache when they were submitted.
+    cached: Mapped[int] = mapped_column(default=0, server_default="0")
     # When every combination had its value and the top ones were submitted as runs.
     ranked_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)

@@ -43,6 +43,7 @@ from tradeloop.backtest.results import BacktestOutput
 from tradeloop.db import Database, utcnow
 from tradeloop.errors import AppError, ConflictError, FieldValidationError
 from tradeloop.market_data import service as market_data
+from tradeloop.market_data.service import BarArrays
 from tradeloop.ownership import OwnedRepository
 from tradeloop.settings import Settings
 from tradeloop.strategies import service as strategies
@@ -72,6 +73,20 @@ class RunRequest:
     params: dict[str, Any] | None = None
     options: BacktestOptions = field(default_factory=BacktestOptions)
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able copy (a sweep stores its base request for its chunk tasks)."""
+        return {"strategy": self.strategy, "symbols": list(self.symbols),
+                "start": self.start.isoformat() if self.start else None,
+                "end": self.end.isoformat() if self.end else None,
+                "params": self.params, "options": asdict(self.options)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunRequest:
+        return cls(strategy=data["strategy"], symbols=tuple(data["symbols"]),
+                   start=datetime.fromisoformat(data["start"]) if data["start"] else None,
+                   end=datetime.fromisoformat(data["end"]) if data["end"] else None,
+                   params=data["params"], options=BacktestOptions(**data["options"]))
+
 
 @dataclass(frozen=True)
 class Submitted:
@@ -79,11 +94,18 @@ class Submitted:
     cached: bool
 
 
-def submit_run(*, session: Session, owner_id: uuid.UUID, request: RunRequest,
-               max_running: int, schedule: bool = True) -> Submitted:
-    """The stored run for this exact request (cached), or a new queued one.
+@dataclass(frozen=True)
+class Prepared:
+    """A request resolved: the strategy version, compiled with its params, and its key."""
 
-    `schedule=False` leaves starting the queue to the caller (sweeps start it once)."""
+    strategy: Strategy
+    compiled: CompiledStrategy
+    symbols: list[str]
+    key: str
+
+
+def prepare(*, session: Session, owner_id: uuid.UUID, request: RunRequest) -> Prepared:
+    """Resolve and check a request (unknown strategy 404, bad params 422, missing bars 422)."""
     strategy = strategies.find_by_name_or_id(session=session, owner_id=owner_id,
                                              name_or_id=request.strategy)
     compiled = strategies.compiled(strategy, request.params)
@@ -91,17 +113,26 @@ def submit_run(*, session: Session, owner_id: uuid.UUID, request: RunRequest,
     key = cache_key(owner_id, compiled, symbols, request,
                     market_data.series_fingerprints(session=session, symbols=symbols,
                                                     timeframe=compiled.definition.timeframe))
-    existing = _find_by_key(session, key)
+    return Prepared(strategy, compiled, symbols, key)
+
+
+def submit_run(*, session: Session, owner_id: uuid.UUID, request: RunRequest,
+               max_running: int, schedule: bool = True) -> Submitted:
+    """The stored run for this exact request (cached), or a new queued one.
+
+    `schedule=False` leaves starting the queue to the caller (sweeps start it once)."""
+    prepared = prepare(session=session, owner_id=owner_id, request=request)
+    existing = _find_by_key(session, prepared.key)
     if existing is not None:
         return _reuse(session, existing, max_running, schedule)
-    run = _new_run(owner_id, strategy, compiled, symbols, request, key)
+    run = _new_run(owner_id, prepared, request)
     try:
         with session.begin_nested():
             session.add(run)
             session.flush()  # the run row first: its symbol rows reference it
-            session.add_all(_symbol_rows(run, symbols))
+            session.add_all(_symbol_rows(run, prepared.symbols))
     except IntegrityError:  # the same request committed by someone else a moment ago
-        existing = _find_by_key(session, key)
+        existing = _find_by_key(session, prepared.key)
         assert existing is not None
         return _reuse(session, existing, max_running, schedule)
     if schedule:
@@ -164,9 +195,9 @@ def _reuse(session: Session, run: BacktestRun, max_running: int, schedule: bool)
     return Submitted(run, cached=False)
 
 
-def _new_run(owner_id: uuid.UUID, strategy: Strategy, compiled: CompiledStrategy,
-             symbols: list[str], request: RunRequest, key: str) -> BacktestRun:
-    options = request.options
+def _new_run(owner_id: uuid.UUID, prepared: Prepared, request: RunRequest) -> BacktestRun:
+    options, strategy, compiled = request.options, prepared.strategy, prepared.compiled
+    symbols, key = prepared.symbols, prepared.key
     return BacktestRun(
         user_id=owner_id, strategy_id=strategy.id, strategy_name=strategy.name,
         strategy_version=strategy.version, definition=strategy.definition,
@@ -334,20 +365,34 @@ def _describe_failure(exc: Exception) -> str:
 def compute_output(*, session: Session, run: BacktestRun,
                    progress: Progress | None = None) -> BacktestOutput:
     """Evaluate the run's definition on its bars and simulate it."""
-    compiled = strategies.compile_definition(run.definition, run.params)
-    inputs = []
-    for symbol in run.symbol_list:
-        if progress:
-            progress(symbol)
-        bars = market_data.load_bars(session=session, symbol=symbol, timeframe=run.timeframe,
-                                     start=run.start, end=run.end)
-        signals = compiled.evaluate(bars.as_mapping())
-        inputs.append((SymbolBars(symbol=symbol, ts=bars.ts, open=bars.open, high=bars.high,
-                                  low=bars.low, close=bars.close), signals))
+    bars = load_symbol_bars(session=session, symbols=run.symbol_list, timeframe=run.timeframe,
+                            start=run.start, end=run.end, progress=progress)
     options = BacktestOptions(cash=run.cash, commission=run.commission,
                               commission_fixed=run.commission_fixed,
                               slippage_bps=run.slippage_bps, fill=run.fill,  # type: ignore[arg-type]
                               size_units=run.size_units)  # type: ignore[arg-type]
+    return simulate(strategies.compile_definition(run.definition, run.params), bars, options)
+
+
+def load_symbol_bars(*, session: Session, symbols: Sequence[str], timeframe: str,
+                     start: datetime | None, end: datetime | None,
+                     progress: Progress | None = None) -> list[tuple[str, BarArrays]]:
+    """Every symbol's bars in the range, loaded once (a sweep simulates many params on them)."""
+    loaded = []
+    for symbol in symbols:
+        if progress:
+            progress(symbol)
+        loaded.append((symbol, market_data.load_bars(session=session, symbol=symbol,
+                                                     timeframe=timeframe, start=start, end=end)))
+    return loaded
+
+
+def simulate(compiled: CompiledStrategy, bars: Sequence[tuple[str, BarArrays]],
+             options: BacktestOptions) -> BacktestOutput:
+    """Signals and the engine: the one path of single runs and sweeps alike (same numbers)."""
+    inputs = [(SymbolBars(symbol=symbol, ts=b.ts, open=b.open, high=b.high, low=b.low,
+                          close=b.close), compiled.evaluate(b.as_mapping()))
+              for symbol, b in bars]
     return run_backtest(inputs, compiled.risk, options)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from tradeloop.backtest import service
+from tradeloop.backtest import service, sweeps
 from tradeloop.db import Database
 from tradeloop.settings import get_settings
 from tradeloop.tasks import schedule, task
@@ -29,6 +29,15 @@ def requeue_stale_backtests(*, db: Database) -> int:
             service.start_queue(session=session, owner_id=owner,
                                 max_running=settings.max_concurrent_backtests)
     return len(owners)
+
+
+@task()
+def rank_sweep_chunk(sweep_id: str, first: int, stop: int, *, db: Database) -> int:
+    """Rank combinations [first, stop) of a sweep; the last chunk starts the top runs."""
+    settings = get_settings()
+    return sweeps.rank_chunk(db=db, sweep_id=uuid.UUID(sweep_id), first=first, stop=stop,
+                             max_running=settings.max_concurrent_backtests,
+                             workers=settings.task_pool_size)
 
 
 # The safety net for killed workers; claim_next_run also releases its owner's stale runs.

@@ -81,6 +81,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("descending", sa.Boolean(), server_default=sa.true(), nullable=False)
         )
+        batch_op.add_column(sa.Column("cached", sa.Integer(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("ranked_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("error", sa.Text(), nullable=True))
 
@@ -178,6 +179,7 @@ def downgrade() -> None:
     with op.batch_alter_table("backtest_sweeps", schema=None) as batch_op:
         batch_op.drop_column("error")
         batch_op.drop_column("ranked_at")
+        batch_op.drop_column("cached")
         batch_op.drop_column("descending")
         batch_op.drop_column("top")
         batch_op.drop_column("total")
