@@ -44,6 +44,7 @@ from tradeloop.backtest.metrics_trades import (
     mean,
     minimum,
     safe_div,
+    sample_variance,
     std,
     total,
 )
@@ -278,7 +279,8 @@ def simple_returns(values: np.ndarray) -> np.ndarray:
     """values[i] / values[i - 1] - 1, NaN (0 / 0) dropped like pandas' pct_change().dropna()."""
     with np.errstate(divide="ignore", invalid="ignore"):
         returns = values[1:] / values[:-1] - 1
-    return returns[~np.isnan(returns)]
+    missing = np.isnan(returns)
+    return returns[~missing] if np.logical_or.reduce(missing) else returns
 
 
 # ---------------------------------------------------------------- return and risk formulas
@@ -298,15 +300,16 @@ def annualized_return(returns: np.ndarray, ppy: int, geo_mean: float | None = No
         return math.nan
 
 
-def annualized_volatility(returns: np.ndarray, ppy: int, geo_mean: float | None = None
-                          ) -> float:
+def annualized_volatility(returns: np.ndarray, ppy: int, geo_mean: float | None = None,
+                          var: np.float64 | None = None) -> float:
     """Volatility of the compounded annual return (backtesting.py, SSRN 3054517), fraction.
 
-    geo_mean: geometric_mean(returns) if already computed."""
+    geo_mean and var: geometric_mean(returns) and returns.var(ddof=1) if already computed."""
     if len(returns) < 2:
         return math.nan
     growth = 1 + (geometric_mean(returns) if geo_mean is None else geo_mean)
-    var = returns.var(ddof=1)
+    if var is None:
+        var = sample_variance(returns)
     try:
         growth_2ppy = growth ** (2 * ppy)
     except OverflowError:   # inf - inf below: undefined
@@ -672,9 +675,17 @@ class _Curve:
         return mean(self.returns)
 
     @cached_property
+    def var_return(self) -> np.float64:
+        """returns.var(ddof=1) (n >= 2), shared by the volatilities."""
+        return sample_variance(self.returns)
+
+    @cached_property
     def std_return(self) -> float:
         """std(returns), shared by the daily volatility and the arithmetic Sharpe."""
-        return std(self.returns)
+        r = self.returns
+        if len(r) < 2 or np.maximum.reduce(r) == np.minimum.reduce(r):
+            return std(r)   # NaN, or exactly 0 for identical returns
+        return float(np.sqrt(self.var_return))
 
     @property
     def duration_ns(self) -> int:
@@ -726,7 +737,8 @@ def risk_metrics(c: _Curve) -> dict[str, Any]:
     moments = _central_moments(r, c.mean_return)
     return {
         "tail_ratio": tail,   # a risk-adjusted metric, from the same percentiles as the VaR
-        "volatility_ann_pct": annualized_volatility(r, c.ppy, c.geo_mean) * 100,
+        "volatility_ann_pct": annualized_volatility(
+            r, c.ppy, c.geo_mean, c.var_return if len(r) > 1 else None) * 100,
         "volatility_daily_pct": c.std_return * 100,
         "downside_deviation_ann_pct": downside_deviation(r, c.ppy) * 100,
         "var_95_pct": var_95 * 100, "cvar_95_pct": cvar_95 * 100,
@@ -844,9 +856,12 @@ def compute_metrics(output: BacktestOutput) -> dict[str, dict[str, Value]]:
     values.update(metrics_trades.trade_metrics(
         output.trades, lambda ns: round_duration(ns, period), years))
     grouped: dict[str, dict[str, Value]] = {category: {} for category in CATEGORIES}
-    for spec in METRICS:
-        grouped[spec.category][spec.name] = _clean(values.get(spec.name), spec.kind)
+    for category, name, kind in _LAYOUT:
+        grouped[category][name] = _clean(values.get(name), kind)
     return grouped
+
+
+_LAYOUT = tuple((spec.category, spec.name, spec.kind) for spec in METRICS)
 
 
 def _curve_metrics(c: _Curve, output: BacktestOutput) -> dict[str, Any]:

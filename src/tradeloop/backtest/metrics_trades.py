@@ -84,10 +84,15 @@ def std(values: np.ndarray) -> float:
         return math.nan
     if np.maximum.reduce(values) == np.minimum.reduce(values):
         return 0.0
-    # np.std(values, ddof=1) step for step (sum / n, squared deviations, sum / (n - 1), sqrt).
-    dev = values - np.add.reduce(values, dtype=np.float64) / n
+    return float(np.sqrt(sample_variance(values)))
+
+
+def sample_variance(values: np.ndarray) -> np.float64:
+    """values.var(ddof=1) step for step (sum / n, squared deviations, sum / (n - 1)), without
+    the method's wrapper; n >= 2."""
+    dev = values - np.add.reduce(values, dtype=np.float64) / len(values)
     np.multiply(dev, dev, out=dev)
-    return float(np.sqrt(np.add.reduce(dev) / (n - 1)))
+    return np.add.reduce(dev) / (len(values) - 1)
 
 
 # The ufuncs' reduce directly: np.max / np.min's wrappers cost more than the work on a few
