@@ -7,8 +7,9 @@ Rows (bench/README.md explains each and holds the latest full table):
   2. a 100-pair (fast, slow) sweep ranked by Sharpe, warm, vs vectorbt
   3. the same sweep as a fresh process including imports, vs vectorbt (numba cache warm/cold)
   4. one backtest over 1,000,000 synthetic bars
-  5. GET /api/v1/backtest/results and the cache-key lookup on 100,000 stored runs
-     (SQLite and PostgreSQL), through a real uvicorn server
+  5. GET /api/v1/backtest/results (first page, ?symbol=, a deep ?before= cursor page) and
+     the cache-key lookup on 100,000 stored runs (SQLite and PostgreSQL), through a real
+     uvicorn server
 
 Every figure is the median of several runs (p50/p95 for the API); the machine is shared, so
 the ratios matter more than the absolute times. `--quick` is a smoke run for CI (fewer

@@ -360,6 +360,20 @@ class TestVectorisedSweeps:
                            params={"metric": "num_trades"}).json()
         assert len(other["ranking"]) == 2
 
+    def test_a_failing_chunk_ends_the_sweep_with_its_error(
+            self, client: TestClient, alice: dict, strategy: dict,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        def crash(*_args, **_kwargs) -> None:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(sweeps, "rank_values", crash)
+        accepted = client.post(f"{BASE}/sweep", headers=alice, json={
+            "strategy_id": strategy["id"], "grid": {"fast": [5, 8]}}).json()
+        wait_for_tasks()
+        report = client.get(f"{BASE}/sweep/{accepted['id']}", headers=alice).json()
+        assert report["finished"] and report["error"] == "RuntimeError: boom"
+        assert report["ranking"] == [] and report["status"] == {}
+
     def test_bars_missing_when_accepted_is_a_422(self, client: TestClient, alice: dict,
                                                  strategy: dict) -> None:
         answer = client.post(f"{BASE}/sweep", headers=alice, json={

@@ -187,8 +187,10 @@ def rank_chunk(*, db: Database, sweep_id: uuid.UUID, first: int, stop: int,
         if chunk is None:
             return 0
         values = _chunk_values(chunk)
-    except AppError as exc:  # e.g. the bars were deleted since the sweep was accepted
-        _record_error(db, sweep_id, exc.message)
+    except Exception as exc:  # e.g. the bars were deleted since the sweep was accepted
+        # Recorded, so the sweep ends with its error instead of waiting forever.
+        _record_error(db, sweep_id, exc.message if isinstance(exc, AppError)
+                      else f"{type(exc).__name__}: {exc}"[:2000])
         return 0
     with db.unit_of_work() as session:
         # Locking the sweep serialises the chunks' commits, so exactly one sees the grid
@@ -252,7 +254,7 @@ def _best(session: Session, sweep: BacktestSweep) -> list[tuple[int, dict[str, f
 
 
 def _record_error(db: Database, sweep_id: uuid.UUID, message: str) -> None:
-    log.warning("sweep_chunk_failed", sweep_id=str(sweep_id), error=message)
+    log.exception("sweep_chunk_failed", sweep_id=str(sweep_id), error=message)
     with db.unit_of_work() as session:
         sweep = session.get(BacktestSweep, sweep_id)
         if sweep is not None and sweep.error is None:
