@@ -375,7 +375,8 @@ def backtest_sweep(
     commission: float = 0.0, fill: str = "open", top: int = 20, user: UserOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Run a param grid as tasks (in-process pool, or Celery workers) and rank the runs."""
+    """Rank a param grid by a metric as tasks (in-process pool, or Celery workers); the top
+    combinations (--top) run in full."""
     import time
 
     from tradeloop.app import build_task_runner
@@ -397,18 +398,18 @@ def backtest_sweep(
         base = _run_request(strategy, symbols, start, end, None,
                             {"cash": cash, "commission": commission, "fill": fill})
         with db.unit_of_work() as session:
-            created, cached = sweeps.create_sweep(
+            created, _ = sweeps.create_sweep(
                 session=session, owner_id=owner_id, base=base, grid=grid, metric=metric,
-                max_running=settings.max_concurrent_backtests, workers=settings.task_pool_size)
-            sweep_id, total = created.id, len(created.run_ids)
+                max_running=settings.max_concurrent_backtests, workers=settings.task_pool_size,
+                top=top)
+            sweep_id, total = created.id, created.total
         with _progress() as progress:
-            task_id = progress.add_task(f"sweep ({cached} cached)", total=total)
+            task_id = progress.add_task(f"sweep ({created.method})", total=None)
             while True:
                 with db.unit_of_work() as session:
                     report = sweeps.sweep_report(session=session, owner_id=owner_id,
                                                  sweep_id=sweep_id)
-                done = report["status"].get("done", 0) + report["status"].get("failed", 0)
-                progress.update(task_id, completed=done)
+                progress.update(task_id, **report["progress"])
                 if report["finished"]:
                     break
                 time.sleep(0.2)
@@ -419,11 +420,15 @@ def backtest_sweep(
     if as_json:
         console.print_json(json.dumps(report, default=str))
         return
-    table = Table("rank", metric, "params", "run", title=f"Sweep {sweep_id}: {total} runs")
+    if report["error"]:
+        raise _fail(f"sweep {sweep_id} failed: {report['error']}")
+    table = Table("rank", metric, "params", "run",
+                  title=f"Sweep {sweep_id}: {total} combinations, the top {report['top']} run "
+                        "in full")
     for rank, entry in enumerate(report["ranking"][:top], start=1):
         table.add_row(str(rank), _format_value(entry["value"]),
                       " ".join(f"{k}={v:g}" for k, v in entry["params"].items()),
-                      str(entry["run_id"]))
+                      str(entry["run_id"] or ""))
     console.print(table)
 
 

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     llm_deadline_s: float = Field(default=90.0, gt=0)
     llm_backoff_base_s: float = Field(default=0.5, ge=0)
     max_concurrent_backtests: int = Field(default=5, ge=1)
+    # A running backtest whose claim is older than this is taken as abandoned (its worker
+    # died): requeued, or failed once it has been claimed backtest_max_attempts times.
+    backtest_lease_seconds: int = Field(default=900, ge=10)
+    backtest_max_attempts: int = Field(default=3, ge=1)
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_username: str | None = None

@@ -6,7 +6,7 @@ from tradeloop import domains
 from tradeloop.celery_app import make_celery_app
 from tradeloop.logs import configure_logging
 from tradeloop.settings import get_settings
-from tradeloop.tasks import load_task_modules
+from tradeloop.tasks import CeleryTaskRunner, load_task_modules, set_task_runner
 
 settings = get_settings()
 if not settings.uses_celery:
@@ -15,3 +15,6 @@ if not settings.uses_celery:
 configure_logging(settings.log_level, settings.log_format)
 load_task_modules(domains.TASK_MODULES)
 celery_app = make_celery_app(settings)
+# Tasks that queue further tasks (a sweep chunk starts the top runs, the lease sweeper restarts
+# queues) send them through the same broker.
+set_task_runner(CeleryTaskRunner(celery_app))

@@ -3,19 +3,31 @@ sweeps, failures, the concurrency limit, the activation gate and isolation."""
 
 from __future__ import annotations
 
+import math
 import uuid
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from tests.conftest import store_bars, wait_for_tasks
-from tradeloop.backtest import service
+from tradeloop.backtest import service, sweeps
+from tradeloop.backtest import tasks as backtest_tasks
 from tradeloop.backtest.metrics import METRICS
-from tradeloop.backtest.models import BacktestResult, BacktestRun, BacktestTrade, RunStatus
+from tradeloop.backtest.models import (
+    BacktestResult,
+    BacktestRun,
+    BacktestRunSymbol,
+    BacktestSweepPoint,
+    BacktestTrade,
+    RunStatus,
+)
 from tradeloop.db import Database
 from tradeloop.market_data.models import Bar
+from tradeloop.settings import Settings
 from tradeloop.strategies.demo import MARKET_STRUCTURE, SMA_CROSS
+from tradeloop.tasks import registered_schedules
 
 BASE = "/api/v1/backtest"
 DEFINITION = SMA_CROSS.replace("[ACME, GLOBX, INITECH, UMBRL, BTCUSD]", "[AAA, BBB]")
@@ -261,6 +273,7 @@ def test_sweep_fans_out_and_ranks(client: TestClient, alice: dict, strategy: dic
     assert response.status_code == 202, response.text
     accepted = response.json()
     assert accepted["runs"] == 6 and accepted["cached"] == 0
+    assert accepted["method"] == "vectorised" and accepted["combinations"] == 6
     wait_for_tasks()
     report = client.get(f"{BASE}/sweep/{accepted['id']}", headers=alice).json()
     assert report["finished"] and report["status"] == {"done": 6}
@@ -270,10 +283,102 @@ def test_sweep_fans_out_and_ranks(client: TestClient, alice: dict, strategy: dic
         (f, s) for f in (5, 10, 15) for s in (30, 40)}
     again = client.post(f"{BASE}/sweep", headers=alice, json={
         "strategy_id": strategy["id"], "grid": {"fast": [5, 10]}, "metric": "sharpe_ratio"})
-    assert again.json()["cached"] == 2  # slow=30 is the default: (5,30),(10,30) ran above
+    wait_for_tasks()
+    # slow=30 is the default: (5,30),(10,30) ran in full above, so their runs are cache hits.
+    assert client.get(f"{BASE}/sweep/{again.json()['id']}", headers=alice).json()[
+        "cached"] == 2
     bad = client.post(f"{BASE}/sweep", headers=alice, json={
         "strategy_id": strategy["id"], "grid": {"fast": "9:1:1"}, "metric": "nope"})
     assert bad.status_code == 422
+
+
+def _metric(client: TestClient, headers: dict, run_id: str, metric: str) -> float:
+    result = client.get(f"{BASE}/results/{run_id}", headers=headers).json()
+    assert result["status"] == "done", result["error"]
+    return next(group[metric] for group in result["metrics"].values() if metric in group)
+
+
+class TestVectorisedSweeps:
+    GRID = {"fast": [5, 8, 12], "slow": [20, 30, 45]}
+
+    @pytest.mark.parametrize("metric", ["sharpe_ratio", "max_drawdown_pct", "win_rate_pct"])
+    def test_every_value_equals_a_single_runs_metric(
+            self, client: TestClient, alice: dict, strategy: dict, metric: str) -> None:
+        accepted = client.post(f"{BASE}/sweep", headers=alice, json={
+            "strategy_id": strategy["id"], "grid": self.GRID, "metric": metric, "top": 3,
+            "commission": 0.001}).json()
+        assert accepted["method"] == "vectorised" and accepted["runs"] == 3
+        wait_for_tasks()
+        report = client.get(f"{BASE}/sweep/{accepted['id']}", headers=alice).json()
+        assert report["finished"] and report["ranked"] == 9 and report["runs"] == 3
+        ranking = report["ranking"]
+        assert len(ranking) == 9 and report["progress"] == {"completed": 12, "total": 12}
+        values = [entry["value"] for entry in ranking]
+        assert values == sorted(values, reverse=True)
+        # The top 3 run in full; the rest are ranked only.
+        assert [e["run_id"] is not None for e in ranking] == [True] * 3 + [False] * 6
+        assert report["status"] == {"done": 3}
+        for entry in ranking:
+            run_id = entry["run_id"] or run(client, alice, strategy, params=entry["params"],
+                                            commission=0.001)["id"]
+            single = _metric(client, alice, run_id, metric)
+            assert math.isclose(entry["value"], single, rel_tol=1e-12), entry
+
+    def test_chunks_fan_out_as_tasks_and_redelivery_adds_nothing(
+            self, client: TestClient, db: Database, alice: dict, strategy: dict) -> None:
+        owner = _user_id(client, alice)
+        with db.unit_of_work() as session:
+            sweep, _ = sweeps.create_sweep(
+                session=session, owner_id=owner, base=service.RunRequest(strategy="sma_cross"),
+                grid=self.GRID, metric="sharpe_ratio", max_running=2, workers=4, top=2,
+                descending=False)
+            sweep_id = sweep.id
+        wait_for_tasks()
+        assert count(db, BacktestSweepPoint, sweep_id=sweep_id) == 9
+        assert sweeps.rank_chunk(db=db, sweep_id=sweep_id, first=0, stop=3, max_running=2,
+                                 workers=1) == 0
+        assert count(db, BacktestSweepPoint, sweep_id=sweep_id) == 9
+        with db.unit_of_work() as session:
+            report = sweeps.sweep_report(session=session, owner_id=owner, sweep_id=sweep_id)
+        values = [entry["value"] for entry in report["ranking"]]
+        assert values == sorted(values) and report["status"] == {"done": 2}  # lowest first
+        assert [e["run_id"] is not None for e in report["ranking"]][:2] == [True, True]
+
+    def test_a_metric_without_a_batch_formula_runs_every_combination(
+            self, client: TestClient, alice: dict, strategy: dict) -> None:
+        accepted = client.post(f"{BASE}/sweep", headers=alice, json={
+            "strategy_id": strategy["id"], "grid": {"fast": [5, 8]},
+            "metric": "best_month_pct", "top": 1}).json()
+        assert accepted["method"] == "runs" and accepted["runs"] == 2
+        wait_for_tasks()
+        report = client.get(f"{BASE}/sweep/{accepted['id']}", headers=alice).json()
+        assert report["finished"] and report["status"] == {"done": 2}
+        for entry in report["ranking"]:
+            assert entry["value"] == _metric(client, alice, entry["run_id"], "best_month_pct")
+        # Another metric than the sweep's ranks the full runs by their stored results.
+        other = client.get(f"{BASE}/sweep/{accepted['id']}", headers=alice,
+                           params={"metric": "num_trades"}).json()
+        assert len(other["ranking"]) == 2
+
+    def test_a_failing_chunk_ends_the_sweep_with_its_error(
+            self, client: TestClient, alice: dict, strategy: dict,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        def crash(*_args, **_kwargs) -> None:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(sweeps, "rank_values", crash)
+        accepted = client.post(f"{BASE}/sweep", headers=alice, json={
+            "strategy_id": strategy["id"], "grid": {"fast": [5, 8]}}).json()
+        wait_for_tasks()
+        report = client.get(f"{BASE}/sweep/{accepted['id']}", headers=alice).json()
+        assert report["finished"] and report["error"] == "RuntimeError: boom"
+        assert report["ranking"] == [] and report["status"] == {}
+
+    def test_bars_missing_when_accepted_is_a_422(self, client: TestClient, alice: dict,
+                                                 strategy: dict) -> None:
+        answer = client.post(f"{BASE}/sweep", headers=alice, json={
+            "strategy_id": strategy["id"], "grid": {"fast": [5, 8]}, "symbols": ["ZZZ"]})
+        assert answer.status_code == 422 and answer.json()["error"]["code"] == "no_bars"
 
 
 def test_other_users_get_404_everywhere(client: TestClient, alice: dict, bob: dict,
@@ -298,3 +403,133 @@ def test_market_structure_runs_long_and_short(client: TestClient, alice: dict,
     accepted = run(client, alice, created)
     trades = client.get(f"{BASE}/results/{accepted['id']}/trades", headers=alice).json()
     assert {t["direction"] for t in trades["trades"]} == {"long", "short"}
+
+
+def _queue_runs(db: Database, owner: uuid.UUID, strategy: dict, fasts: range,
+                symbols: list[str]) -> list[uuid.UUID]:
+    """Queued (not executed) runs, one per fast value: enough rows to page through."""
+    ids = []
+    with db.unit_of_work() as session:
+        for fast in fasts:
+            submitted = service.submit_run(
+                session=session, owner_id=owner, max_running=5, schedule=False,
+                request=service.RunRequest(strategy=strategy["id"], symbols=symbols,
+                                           params={"fast": fast}))
+            ids.append(submitted.run.id)
+    return ids
+
+
+class TestListingAtScale:
+    def test_symbol_filter_reads_the_run_symbols_index(
+            self, client: TestClient, db: Database, alice: dict, strategy: dict) -> None:
+        owner = _user_id(client, alice)
+        both = _queue_runs(db, owner, strategy, range(5, 8), ["AAA", "BBB"])
+        only_a = _queue_runs(db, owner, strategy, range(8, 10), ["AAA"])
+        assert count(db, BacktestRunSymbol) == 3 * 2 + 2
+        listed = client.get(f"{BASE}/results", params={"symbol": "bbb"}, headers=alice).json()
+        assert [r["id"] for r in listed["results"]] == [str(i) for i in reversed(both)]
+        # The filter answers from backtest_run_symbols, not from the runs' symbols column.
+        with db.unit_of_work() as session:
+            session.execute(delete(BacktestRunSymbol).where(
+                BacktestRunSymbol.run_id == only_a[0]))
+        listed = client.get(f"{BASE}/results", params={"symbol": "AAA"}, headers=alice).json()
+        assert [r["id"] for r in listed["results"]] == [
+            str(i) for i in reversed([*both, only_a[1]])]
+        # Deleting a run deletes its index rows.
+        assert client.delete(f"{BASE}/results/{both[0]}", headers=alice).status_code == 204
+        assert count(db, BacktestRunSymbol, run_id=both[0]) == 0
+
+    @pytest.mark.parametrize("symbol", [None, "AAA"])
+    def test_cursor_pages_equal_offset_pages(self, client: TestClient, db: Database,
+                                             alice: dict, bob: dict, strategy: dict,
+                                             symbol: str | None) -> None:
+        owner = _user_id(client, alice)
+        ids = _queue_runs(db, owner, strategy, range(5, 12), ["AAA"])
+        newest_first = [str(i) for i in reversed(ids)]
+        params = {"limit": 3, **({"symbol": symbol} if symbol else {})}
+        seen, cursor, pages = [], None, 0
+        while True:
+            page = client.get(f"{BASE}/results", headers=alice, params={
+                **params, **({"before": cursor} if cursor else {})}).json()
+            seen += [r["id"] for r in page["results"]]
+            pages += 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == newest_first and pages == 3
+        by_offset = client.get(f"{BASE}/results", headers=alice,
+                               params={**params, "offset": 3}).json()
+        assert [r["id"] for r in by_offset["results"]] == newest_first[3:6]
+        # A cursor only pages the caller's own runs.
+        first = client.get(f"{BASE}/results", headers=alice, params=params).json()
+        assert client.get(f"{BASE}/results", headers=bob, params={
+            **params, "before": first["next_cursor"]}).json()["results"] == []
+
+    def test_a_bad_cursor_is_a_clear_422(self, client: TestClient, alice: dict) -> None:
+        for cursor in ("nonsense", "bm90IGEgY3Vyc29y", service.Cursor(
+                service.utcnow(), uuid.uuid4()).encode()[:-4]):
+            answer = client.get(f"{BASE}/results", params={"before": cursor}, headers=alice)
+            assert answer.status_code == 422, cursor
+            assert answer.json()["error"]["details"]["fields"][0]["field"] == "before"
+
+
+class TestAbandonedRuns:
+    """A run left `running` by a killed worker goes back to the queue when its lease ends."""
+
+    LEASE = service.Lease(duration=timedelta(seconds=60), max_attempts=2)
+
+    @staticmethod
+    def claim(db: Database, owner: uuid.UUID) -> tuple[uuid.UUID, int] | None:
+        with db.unit_of_work() as session:
+            run = service.claim_next_run(session=session, owner_id=owner, max_running=1,
+                                         lease=TestAbandonedRuns.LEASE)
+            return (run.id, run.attempts) if run else None
+
+    @staticmethod
+    def kill_worker(db: Database, run_id: uuid.UUID) -> None:
+        """What a worker killed mid-run leaves: the claim, older than the lease."""
+        with db.unit_of_work() as session:
+            session.execute(update(BacktestRun).where(BacktestRun.id == run_id).values(
+                started_at=service.utcnow() - timedelta(minutes=5)))
+
+    def test_a_claim_reclaims_an_expired_run_then_fails_it_after_max_attempts(
+            self, client: TestClient, db: Database, alice: dict, strategy: dict) -> None:
+        owner = _user_id(client, alice)
+        first, second = _queue_runs(db, owner, strategy, range(5, 7), ["AAA"])
+        assert self.claim(db, owner) == (first, 1)
+        assert self.claim(db, owner) is None          # the one slot is taken
+        self.kill_worker(db, first)
+        assert self.claim(db, owner) == (first, 2)    # requeued and claimed again
+        self.kill_worker(db, first)
+        assert self.claim(db, owner) == (second, 1)   # out of attempts: failed, queue goes on
+        failed = client.get(f"{BASE}/results/{first}", headers=alice).json()
+        assert failed["status"] == "failed" and "60 s lease, 2 times" in failed["error"]
+
+    def test_the_scheduled_sweeper_requeues_and_restarts_the_queue(
+            self, client: TestClient, db: Database, alice: dict, strategy: dict,
+            settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+        owner = _user_id(client, alice)
+        (run_id,) = _queue_runs(db, owner, strategy, range(5, 6), ["AAA"])
+        assert self.claim(db, owner) == (run_id, 1)
+        monkeypatch.setattr(backtest_tasks, "get_settings", lambda: settings.model_copy(
+            update={"backtest_lease_seconds": 60}))
+        assert backtest_tasks.requeue_stale_backtests(db=db) == 0   # within its lease
+        self.kill_worker(db, run_id)
+        assert backtest_tasks.requeue_stale_backtests(db=db) == 1
+        wait_for_tasks()
+        result = client.get(f"{BASE}/results/{run_id}", headers=alice).json()
+        assert result["status"] == "done" and result["metrics"]["trades"]["num_trades"] > 0
+        assert "requeue-stale-backtests" in registered_schedules()
+
+    def test_an_execution_whose_claim_was_taken_over_stores_nothing(
+            self, client: TestClient, db: Database, alice: dict, strategy: dict) -> None:
+        owner = _user_id(client, alice)
+        (run_id,) = _queue_runs(db, owner, strategy, range(5, 6), ["AAA"])
+        assert self.claim(db, owner) == (run_id, 1)
+        self.kill_worker(db, run_id)
+        assert self.claim(db, owner) == (run_id, 2)
+        service.execute_run(db=db, run_id=run_id, attempt=1)    # the "dead" worker wakes up
+        assert count(db, BacktestResult) == 0
+        assert count(db, BacktestRun, status=RunStatus.RUNNING.value) == 1
+        service.execute_run(db=db, run_id=run_id, attempt=2)
+        assert client.get(f"{BASE}/results/{run_id}", headers=alice).json()["status"] == "done"

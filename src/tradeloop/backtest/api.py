@@ -75,16 +75,21 @@ def run_detail(session: SessionDep, run: BacktestRun, *, cached: bool = False) -
 def list_results(user: CurrentUser, session: SessionDep,
                  limit: Annotated[int, Query(ge=1, le=500)] = 20,
                  offset: Annotated[int, Query(ge=0)] = 0,
+                 before: Annotated[str | None, Query(
+                     max_length=200, description="next_cursor of the previous page")] = None,
                  strategy_id: uuid.UUID | None = None, symbol: str | None = None,
                  status_: Annotated[str | None, Query(alias="status")] = None) -> RunList:
-    """The caller's runs, newest first, with headline metrics."""
-    rows = service.list_runs(session=session, owner_id=user.id, limit=limit, offset=offset,
-                             strategy_id=strategy_id, symbol=symbol, status=status_)
+    """The caller's runs, newest first, with headline metrics; page with `before=` (the
+    previous page's `next_cursor`, constant time at any depth) or `offset=`."""
+    page = service.list_runs(
+        session=session, owner_id=user.id, limit=limit, offset=offset,
+        before=service.Cursor.decode(before) if before else None, strategy_id=strategy_id,
+        symbol=symbol, status=status_)
     return RunList(results=[RunSummary(
         id=run.id, status=run.status, strategy=strategy_ref(run), symbols=run.symbol_list,
         timeframe=run.timeframe, params=run.params, inserted_at=run.inserted_at,
-        duration_ms=run.duration_ms, summary=summary) for run, summary in rows],
-        limit=limit, offset=offset)
+        duration_ms=run.duration_ms, summary=summary) for run, summary in page.rows],
+        limit=limit, offset=offset, next_cursor=page.next_cursor)
 
 
 @router.get(f"{PREFIX}/results/{{run_id}}")
@@ -128,17 +133,19 @@ def delete_result(run_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> 
 @router.post(f"{PREFIX}/sweep", status_code=status.HTTP_202_ACCEPTED)
 def sweep(body: SweepCreate, user: CurrentUser, session: SessionDep,
           settings: SettingsDep) -> SweepAccepted:
-    """Fan a param grid out as runs; follow it at GET /api/v1/backtest/sweep/{id}."""
+    """Rank a param grid by a metric (vectorised where the metric allows) and run the top
+    combinations in full; follow it at GET /api/v1/backtest/sweep/{id}."""
     created, cached = sweeps.create_sweep(
         session=session, owner_id=user.id, base=run_request(body), grid=body.grid,
         metric=body.metric, max_running=settings.max_concurrent_backtests,
-        workers=settings.task_pool_size)
-    return SweepAccepted(id=created.id, runs=len(created.run_ids), cached=cached)
+        workers=settings.task_pool_size, top=body.top, descending=body.descending)
+    return SweepAccepted(id=created.id, combinations=created.total, method=created.method,
+                         runs=created.top, top=created.top, cached=cached)
 
 
 @router.get(f"{PREFIX}/sweep/{{sweep_id}}")
 def sweep_report(sweep_id: uuid.UUID, user: CurrentUser, session: SessionDep,
-                 metric: str | None = None, descending: bool = True) -> SweepReport:
+                 metric: str | None = None, descending: bool | None = None) -> SweepReport:
     """Progress and the finished runs ranked by the metric, best first."""
     return SweepReport.model_validate(sweeps.sweep_report(
         session=session, owner_id=user.id, sweep_id=sweep_id, metric=metric,

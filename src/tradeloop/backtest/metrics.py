@@ -28,6 +28,7 @@ Conventions:
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -37,12 +38,15 @@ import numpy as np
 
 from tradeloop.backtest import metrics_trades
 from tradeloop.backtest.metrics_trades import (
+    GrowthLogs,
     geometric_mean,
     maximum,
     mean,
     minimum,
     safe_div,
+    sample_variance,
     std,
+    total,
 )
 from tradeloop.backtest.results import BacktestOutput
 
@@ -208,10 +212,18 @@ def data_period(ts: np.ndarray) -> int | None:
     ts is int64 ns. The same number as pandas' Series(ts).diff().median(): a float64 median
     truncated to whole nanoseconds.
     """
-    spacing = np.diff(ts[-100:])
-    if not len(spacing):
+    last = ts[-100:]
+    spacing = (last[1:] - last[:-1]).astype(np.float64)   # np.diff without its overhead
+    n = len(spacing)
+    if not n:
         return None
-    return int(np.median(spacing.astype(np.float64)))
+    # np.median's arithmetic (the middle order statistic, or the mean of the middle two)
+    # without its general-purpose machinery: one partition.
+    middle = n // 2
+    if n % 2:
+        return int(np.partition(spacing, middle)[middle])
+    part = np.partition(spacing, (middle - 1, middle))
+    return int((part[middle - 1] + part[middle]) / 2)
 
 
 def periods_per_year(ts: np.ndarray, day_ends: np.ndarray, period: int | None
@@ -225,9 +237,11 @@ def periods_per_year(ts: np.ndarray, day_ends: np.ndarray, period: int | None
     freq = {7: "W", 31: "ME", 365: "YE"}.get(days, "D")  # type: ignore[arg-type]
     if freq != "D":
         return {"W": 52, "ME": 12, "YE": 1}[freq], freq
-    bars_per_day = np.diff(day_ends, prepend=-1)
+    bars_per_day = np.empty(len(day_ends), dtype=day_ends.dtype)   # np.diff(prepend=-1)
+    bars_per_day[0] = day_ends[0] + 1
+    np.subtract(day_ends[1:], day_ends[:-1], out=bars_per_day[1:])
     weekday = (ts[day_ends] // _NS_PER_DAY + 3) % 7   # 1970-01-01 was a Thursday (Monday = 0)
-    weekend_share = bars_per_day[weekday >= 5].sum() / len(ts)
+    weekend_share = total(bars_per_day[weekday >= 5]) / len(ts)
     return (365 if weekend_share > 2 / 7 * 0.6 else 252), freq
 
 
@@ -251,16 +265,22 @@ def period_ends(ts: np.ndarray, freq: str) -> np.ndarray:
         key = days.astype("datetime64[D]").astype(unit).astype(np.int64)
     else:
         key = days
+    return _last_of_each(key)
+
+
+def _last_of_each(key: np.ndarray) -> np.ndarray:
+    """Index of the last element of each run of equal keys (keys sorted ascending)."""
     change = np.ones(len(key), dtype=bool)
     np.not_equal(key[1:], key[:-1], out=change[:-1])
-    return np.flatnonzero(change)
+    return change.nonzero()[0]
 
 
 def simple_returns(values: np.ndarray) -> np.ndarray:
     """values[i] / values[i - 1] - 1, NaN (0 / 0) dropped like pandas' pct_change().dropna()."""
     with np.errstate(divide="ignore", invalid="ignore"):
         returns = values[1:] / values[:-1] - 1
-    return returns[~np.isnan(returns)]
+    missing = np.isnan(returns)
+    return returns[~missing] if np.logical_or.reduce(missing) else returns
 
 
 # ---------------------------------------------------------------- return and risk formulas
@@ -280,15 +300,16 @@ def annualized_return(returns: np.ndarray, ppy: int, geo_mean: float | None = No
         return math.nan
 
 
-def annualized_volatility(returns: np.ndarray, ppy: int, geo_mean: float | None = None
-                          ) -> float:
+def annualized_volatility(returns: np.ndarray, ppy: int, geo_mean: float | None = None,
+                          var: np.float64 | None = None) -> float:
     """Volatility of the compounded annual return (backtesting.py, SSRN 3054517), fraction.
 
-    geo_mean: geometric_mean(returns) if already computed."""
+    geo_mean and var: geometric_mean(returns) and returns.var(ddof=1) if already computed."""
     if len(returns) < 2:
         return math.nan
     growth = 1 + (geometric_mean(returns) if geo_mean is None else geo_mean)
-    var = returns.var(ddof=1)
+    if var is None:
+        var = sample_variance(returns)
     try:
         growth_2ppy = growth ** (2 * ppy)
     except OverflowError:   # inf - inf below: undefined
@@ -302,7 +323,7 @@ def downside_deviation(returns: np.ndarray, ppy: int) -> float:
     """sqrt(mean(min(r, 0)^2) x periods): empyrical.downside_risk, backtesting.py's Sortino."""
     if not len(returns):
         return math.nan
-    return math.sqrt(np.mean(np.minimum(returns, 0) ** 2)) * math.sqrt(ppy)
+    return math.sqrt(mean(np.minimum(returns, 0) ** 2)) * math.sqrt(ppy)
 
 
 def cagr(equity_initial: float, equity_final: float, duration_ns: int) -> float:
@@ -319,9 +340,13 @@ def _years(duration_ns: int) -> float:
     return (days + rest // 1_000_000_000 / 86400) / 365.25
 
 
-def arithmetic_sharpe(returns: np.ndarray, ppy: int) -> float:
-    """mean / sample std x sqrt(periods): empyrical.sharpe_ratio with risk-free 0."""
-    return safe_div(mean(returns), std(returns)) * math.sqrt(ppy)
+def arithmetic_sharpe(returns: np.ndarray, ppy: int,
+                      moments: tuple[float, float] | None = None) -> float:
+    """mean / sample std x sqrt(periods): empyrical.sharpe_ratio with risk-free 0.
+
+    moments: (mean(returns), std(returns)) if already computed."""
+    average, deviation = moments or (mean(returns), std(returns))
+    return safe_div(average, deviation) * math.sqrt(ppy)
 
 
 def value_at_risk(returns: np.ndarray, cutoff: float = 0.05) -> float:
@@ -334,7 +359,7 @@ def conditional_value_at_risk(returns: np.ndarray, cutoff: float = 0.05) -> floa
     if not len(returns):
         return math.nan
     k = int((len(returns) - 1) * cutoff)
-    return float(np.mean(np.partition(returns, k)[: k + 1]))
+    return mean(np.partition(returns, k)[: k + 1])
 
 
 def skewness(returns: np.ndarray,
@@ -362,23 +387,25 @@ def excess_kurtosis(returns: np.ndarray,
     return ((n + 1) * g2 + 6) * (n - 1) / ((n - 2) * (n - 3))
 
 
-def _central_moments(returns: np.ndarray) -> tuple[float, float, float]:
+def _central_moments(returns: np.ndarray, average: float | None = None
+                     ) -> tuple[float, float, float]:
+    """average: mean(returns) if already computed."""
     if not len(returns):
         return 0.0, 0.0, 0.0
-    d = returns - returns.mean()
+    d = returns - (mean(returns) if average is None else average)
     d2 = d * d
-    m2 = float(d2.mean())
+    m2 = mean(d2)
     # Constant returns leave rounding noise (std ~1e-18) that would blow up m3 / m2^1.5.
-    if m2 <= (1e-15 * float(np.abs(returns).max())) ** 2:
+    if m2 <= (1e-15 * maximum(np.abs(returns))) ** 2:
         return 0.0, 0.0, 0.0
-    return m2, float((d2 * d).mean()), float((d2 * d2).mean())
+    return m2, mean(d2 * d), mean(d2 * d2)
 
 
 def omega_ratio(returns: np.ndarray) -> float:
     """Sum of gains / sum of losses around 0: empyrical.omega_ratio, required return 0."""
     if len(returns) < 2:
         return math.nan
-    return safe_div(returns[returns > 0].sum(), -returns[returns < 0].sum())
+    return safe_div(total(returns[returns > 0]), -total(returns[returns < 0]))
 
 
 def tail_ratio(returns: np.ndarray) -> float:
@@ -397,13 +424,49 @@ def var_and_tail_ratio(returns: np.ndarray) -> tuple[float, float]:
     return float(lower), safe_div(abs(upper), abs(lower))
 
 
+def tail_statistics(returns: np.ndarray) -> tuple[float, float, float]:
+    """value_at_risk, tail_ratio and conditional_value_at_risk of returns, from two
+    partitions instead of np.percentile's machinery (np.percentile's linear interpolation,
+    operation for operation, on the same order statistics: the same numbers)."""
+    n = len(returns)
+    if not n:
+        return math.nan, math.nan, math.nan
+    k = int((n - 1) * 0.05)
+    part = np.partition(returns, k)
+    cvar = mean(part[: k + 1])     # conditional_value_at_risk's partition and mean
+    wanted = sorted({i for q in (0.05, 0.95) for i in _neighbours(n, q)} - {k})
+    upper = np.partition(part[k + 1:], [i - k - 1 for i in wanted]) if wanted else part[:0]
+    stats = {k: float(part[k]), **{i: float(upper[i - k - 1]) for i in wanted}}
+    lower, high = (_lerp_percentile(stats, n, q) for q in (0.05, 0.95))
+    return lower, safe_div(abs(high), abs(lower)), cvar
+
+
+def _neighbours(n: int, q: float) -> tuple[int, int]:
+    """The order statistics np.percentile interpolates between for quantile q of n values."""
+    virtual = (n - 1) * q
+    if virtual >= n - 1:
+        return n - 1, n - 1
+    below = math.floor(virtual)
+    return below, below + 1
+
+
+def _lerp_percentile(stats: dict[int, float], n: int, q: float) -> float:
+    """numpy's _lerp(a, b, gamma) for quantile q, from the order statistics in stats."""
+    virtual = (n - 1) * q
+    below, above = _neighbours(n, q)
+    a, b = stats[below], stats[above]
+    gamma = virtual - (-1 if virtual >= n - 1 else below)
+    diff = b - a
+    return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+
+
 def stability(returns: np.ndarray) -> float:
     """R^2 of cumulative log returns regressed on time: empyrical.stability_of_timeseries."""
-    if len(returns) < 2 or np.any(returns <= -1):
+    if len(returns) < 2 or np.logical_or.reduce(returns <= -1):
         return math.nan
     y = np.log1p(returns).cumsum()
     x = np.arange(len(y), dtype=float)
-    y_dev, x_dev = y - y.mean(), x - x.mean()
+    y_dev, x_dev = y - mean(y), x - mean(x)
     ss_y = float(y_dev @ y_dev)
     return safe_div(float(x_dev @ y_dev) ** 2, float(x_dev @ x_dev) * ss_y) if ss_y else math.nan
 
@@ -427,7 +490,7 @@ def max_drawdown(values: np.ndarray, out: np.ndarray | None = None) -> float:
     ratio = np.maximum.accumulate(values, out=out)
     with np.errstate(divide="ignore", invalid="ignore"):
         np.divide(values, ratio, out=ratio)
-    return 1 - float(ratio.min()) if len(ratio) else math.nan
+    return 1 - minimum(ratio) if len(ratio) else math.nan
 
 
 def drawdown_episodes(dd: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -436,14 +499,14 @@ def drawdown_episodes(dd: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.nd
     An episode spans two consecutive bars at a peak (dd == 0) with at least one bar between
     them, or the last peak and the final bar; its depth is the deepest dd in between.
     """
-    at_peak = np.flatnonzero(dd == 0)
+    at_peak = (dd == 0).nonzero()[0]
     if not len(at_peak) or at_peak[-1] != len(dd) - 1:
         at_peak = np.append(at_peak, len(dd) - 1)
     if len(at_peak) < 2:
         return np.array([], dtype=np.int64), np.array([])
     # reduceat gives max over [p_j, p_j+1); the episode also includes its end bar.
     depth = np.maximum(np.maximum.reduceat(dd, at_peak)[:-1], dd[at_peak[1:]])
-    keep = np.diff(at_peak) > 1
+    keep = (at_peak[1:] - at_peak[:-1]) > 1
     return (ts[at_peak[1:]] - ts[at_peak[:-1]])[keep], depth[keep]
 
 
@@ -513,6 +576,8 @@ def buy_hold_return(closes: dict[str, np.ndarray]) -> float:
             first = close[np.argmax(finite)]
             last = close[len(close) - 1 - np.argmax(finite[::-1])]
             returns.append((last - first) / first)
+    if len(returns) == 1:   # np.mean of one value is that value
+        return float(returns[0])
     return float(np.mean(returns)) if returns else math.nan
 
 
@@ -532,8 +597,8 @@ def beta(equity: np.ndarray, market: np.ndarray, out: np.ndarray | None = None,
         np.log(market, out=logs)
         y = np.subtract(logs[1:], logs[:-1], out=market[:-1] if market_is_scratch else None)
         del logs
-        x -= x.mean()
-        y_mean = y.mean()
+        x -= mean(x)
+        y_mean = mean(y)
         y -= y_mean
         # einsum stays on one core; BLAS dot spins extra threads for no gain at this size.
         ss_y = float(np.einsum("i,i->", y, y))
@@ -548,6 +613,14 @@ def capture(returns: np.ndarray, bench: np.ndarray, ppy: int) -> float:
     if not len(returns):
         return math.nan
     return safe_div(annualized_return(returns, ppy), annualized_return(bench, ppy))
+
+
+def _capture(returns: GrowthLogs, bench: GrowthLogs, select: np.ndarray, ppy: int) -> float:
+    """capture(returns[select], bench[select], ppy) on logs already taken."""
+    if not np.count_nonzero(select):
+        return math.nan
+    return safe_div(annualized_return(returns.returns, ppy, returns.geometric_mean(select)),
+                    annualized_return(bench.returns, ppy, bench.geometric_mean(select)))
 
 
 # ---------------------------------------------------------------- groups
@@ -587,9 +660,32 @@ class _Curve:
                    simple_returns(equity[ends]))
 
     @cached_property
+    def growth_logs(self) -> GrowthLogs:
+        """log(1 + returns), shared by the geometric mean and the benchmark captures."""
+        return GrowthLogs(self.returns)
+
+    @cached_property
     def geo_mean(self) -> float:
         """geometric_mean(returns), shared by the annual return and volatility."""
-        return geometric_mean(self.returns)
+        return self.growth_logs.geometric_mean()
+
+    @cached_property
+    def mean_return(self) -> float:
+        """mean(returns), shared by the average return, moments and arithmetic ratios."""
+        return mean(self.returns)
+
+    @cached_property
+    def var_return(self) -> np.float64:
+        """returns.var(ddof=1) (n >= 2), shared by the volatilities."""
+        return sample_variance(self.returns)
+
+    @cached_property
+    def std_return(self) -> float:
+        """std(returns), shared by the daily volatility and the arithmetic Sharpe."""
+        r = self.returns
+        if len(r) < 2 or np.maximum.reduce(r) == np.minimum.reduce(r):
+            return std(r)   # NaN, or exactly 0 for identical returns
+        return float(np.sqrt(self.var_return))
 
     @property
     def duration_ns(self) -> int:
@@ -618,13 +714,16 @@ def return_metrics(c: _Curve) -> dict[str, Any]:
 def calendar_return_metrics(c: _Curve) -> dict[str, Any]:
     """Best/worst day from the period returns; months and years chain from the first bar."""
     r = c.returns
-    day_ts = c.ts[c.day_ends]
-    month = c.day_ends[period_ends(day_ts, "ME")]
-    year = c.day_ends[period_ends(day_ts, "YE")]
+    # period_ends(day timestamps, "ME" / "YE") with one calendar conversion for both: a
+    # datetime64[M] count divided by 12 (floored) is the datetime64[Y] count.
+    months = ((c.ts[c.day_ends] // _NS_PER_DAY).astype("datetime64[D]")
+              .astype("datetime64[M]").view(np.int64))
+    month = c.day_ends[_last_of_each(months)]
+    year = c.day_ends[_last_of_each(months // 12)]
     monthly = simple_returns(np.concatenate((c.equity[:1], c.equity[month])))
     yearly = simple_returns(np.concatenate((c.equity[:1], c.equity[year])))
     return {
-        "avg_daily_return_pct": mean(r) * 100,
+        "avg_daily_return_pct": c.mean_return * 100,
         "positive_days_pct": mean(r > 0) * 100,
         "best_day_pct": maximum(r) * 100, "worst_day_pct": minimum(r) * 100,
         "best_month_pct": maximum(monthly) * 100, "worst_month_pct": minimum(monthly) * 100,
@@ -634,14 +733,15 @@ def calendar_return_metrics(c: _Curve) -> dict[str, Any]:
 
 def risk_metrics(c: _Curve) -> dict[str, Any]:
     r = c.returns
-    var_95, tail = var_and_tail_ratio(r)
-    moments = _central_moments(r)
+    var_95, tail, cvar_95 = tail_statistics(r)
+    moments = _central_moments(r, c.mean_return)
     return {
         "tail_ratio": tail,   # a risk-adjusted metric, from the same percentiles as the VaR
-        "volatility_ann_pct": annualized_volatility(r, c.ppy, c.geo_mean) * 100,
-        "volatility_daily_pct": std(r) * 100,
+        "volatility_ann_pct": annualized_volatility(
+            r, c.ppy, c.geo_mean, c.var_return if len(r) > 1 else None) * 100,
+        "volatility_daily_pct": c.std_return * 100,
         "downside_deviation_ann_pct": downside_deviation(r, c.ppy) * 100,
-        "var_95_pct": var_95 * 100, "cvar_95_pct": conditional_value_at_risk(r) * 100,
+        "var_95_pct": var_95 * 100, "cvar_95_pct": cvar_95 * 100,
         "skew": skewness(r, moments), "kurtosis": excess_kurtosis(r, moments),
     }
 
@@ -650,13 +750,13 @@ def risk_adjusted_metrics(c: _Curve, m: dict[str, Any]) -> dict[str, Any]:
     """Ratios over the already computed returns, risk and drawdown values in m."""
     r = c.returns
     annual = m["return_ann_pct"] / 100
-    arithmetic_annual = mean(r) * c.ppy
+    arithmetic_annual = c.mean_return * c.ppy
     return {
         # backtesting.py: `x / (y or nan)`; a zero denominator is undefined.
         "sharpe_ratio": safe_div(m["return_ann_pct"], m["volatility_ann_pct"]),
         "sortino_ratio": safe_div(annual, m["downside_deviation_ann_pct"] / 100),
         "calmar_ratio": safe_div(annual, -m["max_drawdown_pct"] / 100),
-        "sharpe_ratio_arithmetic": arithmetic_sharpe(r, c.ppy),
+        "sharpe_ratio_arithmetic": arithmetic_sharpe(r, c.ppy, (c.mean_return, c.std_return)),
         "sortino_ratio_arithmetic": safe_div(arithmetic_annual,
                                               m["downside_deviation_ann_pct"] / 100),
         "omega_ratio": omega_ratio(r), "stability": stability(r),
@@ -668,7 +768,7 @@ def drawdown_metrics(c: _Curve) -> dict[str, Any]:
     durations, depths = drawdown_episodes(c.dd, c.ts)
     longest, average = duration_stats_ns(durations)
     return {
-        "max_drawdown_pct": -np.nan_to_num(c.dd.max()) * 100,
+        "max_drawdown_pct": -_nan_to_num(maximum(c.dd)) * 100,
         "avg_drawdown_pct": -mean(depths) * 100,
         "max_drawdown_duration_days": round_duration(longest, c.period),
         "avg_drawdown_duration_days": round_duration(average, c.period),
@@ -687,24 +787,40 @@ def benchmark_metrics(c: _Curve, output: BacktestOutput, return_pct: float,
     if bench is None:
         return {}
     r, b = _paired_returns(c.equity[c.ends], bench[c.ends])
+    # r is c.returns when no period was dropped (the same division on the same values): its
+    # logs and standard deviation are known already.
+    same = len(r) == len(c.returns)
+    r_logs, b_logs = c.growth_logs if same else GrowthLogs(r), GrowthLogs(b)
     bh_pct = buy_hold_return(output.benchmark_close) * 100
     bh_max_drawdown = max_drawdown(bench, c.scratch)
     # bench is this function's own array (benchmark_value's): beta may overwrite it.
     b_beta = beta(c.equity, bench, c.scratch, market_is_scratch=True, spare=spare)
     active = r - b
+    active_std = std(active)
+    up, down = b > 0, b < 0
     return {
         "buy_hold_return_pct": bh_pct,
-        "buy_hold_return_ann_pct": annualized_return(b, c.ppy) * 100,
-        "buy_hold_max_drawdown_pct": -np.nan_to_num(bh_max_drawdown) * 100,
+        "buy_hold_return_ann_pct": annualized_return(b, c.ppy, b_logs.geometric_mean()) * 100,
+        "buy_hold_max_drawdown_pct": -_nan_to_num(bh_max_drawdown) * 100,
         "excess_return_pct": return_pct - bh_pct,
         # Jensen's alpha on total returns, backtesting.py's definition.
         "alpha_pct": return_pct - b_beta * bh_pct, "beta": b_beta,
-        "correlation": _correlation(r, b),
-        "tracking_error_ann_pct": std(active) * math.sqrt(c.ppy) * 100,
-        "information_ratio": arithmetic_sharpe(active, c.ppy),
-        "up_capture": capture(r[b > 0], b[b > 0], c.ppy),
-        "down_capture": capture(r[b < 0], b[b < 0], c.ppy),
+        "correlation": _correlation(r, b, c.std_return if same else None),
+        "tracking_error_ann_pct": active_std * math.sqrt(c.ppy) * 100,
+        "information_ratio": arithmetic_sharpe(active, c.ppy, (mean(active), active_std)),
+        "up_capture": _capture(r_logs, b_logs, up, c.ppy),
+        "down_capture": _capture(r_logs, b_logs, down, c.ppy),
     }
+
+
+def _nan_to_num(value: float) -> float:
+    """np.nan_to_num of one float (NaN -> 0, ±inf -> ±the largest float), minus its overhead."""
+    value = float(value)
+    if math.isnan(value):
+        return 0.0
+    if math.isinf(value):
+        return math.copysign(sys.float_info.max, value)
+    return value
 
 
 def _paired_returns(equity: np.ndarray, bench: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -716,10 +832,11 @@ def _paired_returns(equity: np.ndarray, bench: np.ndarray) -> tuple[np.ndarray, 
     return r[paired], b[paired]
 
 
-def _correlation(x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) < 2 or not std(x) or not std(y):
+def _correlation(x: np.ndarray, y: np.ndarray, std_x: float | None = None) -> float:
+    """std_x: std(x) if already computed."""
+    if len(x) < 2 or not (std(x) if std_x is None else std_x) or not std(y):
         return math.nan
-    x_dev, y_dev = x - x.mean(), y - y.mean()
+    x_dev, y_dev = x - mean(x), y - mean(y)
     return safe_div(float(x_dev @ y_dev), math.sqrt(float(x_dev @ x_dev) * float(y_dev @ y_dev)))
 
 
@@ -739,9 +856,12 @@ def compute_metrics(output: BacktestOutput) -> dict[str, dict[str, Value]]:
     values.update(metrics_trades.trade_metrics(
         output.trades, lambda ns: round_duration(ns, period), years))
     grouped: dict[str, dict[str, Value]] = {category: {} for category in CATEGORIES}
-    for spec in METRICS:
-        grouped[spec.category][spec.name] = _clean(values.get(spec.name), spec.kind)
+    for category, name, kind in _LAYOUT:
+        grouped[category][name] = _clean(values.get(name), kind)
     return grouped
+
+
+_LAYOUT = tuple((spec.category, spec.name, spec.kind) for spec in METRICS)
 
 
 def _curve_metrics(c: _Curve, output: BacktestOutput) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,11 +24,37 @@ _NS_PER_DAY = 86_400_000_000_000
 
 def geometric_mean(returns: np.ndarray) -> float:
     """Per-period compounded mean; 0 when any return is <= -100 % (backtesting.py)."""
+    growth = returns + 1
+    if len(growth) and growth.min() > 0:   # the usual case: NaN fails this test too
+        total = np.log(growth).sum()
+        if math.isfinite(total):           # so every return was finite: the same sum
+            return math.exp(total / len(growth)) - 1
     # nan_to_num (NaN -> 0, inf -> the largest float) only when needed: it is the slow part.
     growth = (returns if np.isfinite(returns).all() else np.nan_to_num(returns, nan=0.0)) + 1
     if np.any(growth <= 0):
         return 0.0
     return math.exp(np.log(growth).sum() / (len(growth) or np.nan)) - 1
+
+
+class GrowthLogs:
+    """log(1 + returns) computed once, for the geometric mean of the returns and of subsets
+    of them (benchmark captures): the same sums as geometric_mean, with one log in all."""
+
+    def __init__(self, returns: np.ndarray):
+        self.returns = returns
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.logs = np.log(returns + 1)
+
+    def geometric_mean(self, select: np.ndarray | None = None) -> float:
+        """geometric_mean(returns[select]) (all of them without select)."""
+        logs = self.logs if select is None else self.logs[select]
+        if len(logs):
+            total = np.add.reduce(logs)
+            # Finite only when every 1 + return was positive and finite: geometric_mean's
+            # own fast path, on the same values in the same order.
+            if math.isfinite(total):
+                return math.exp(total / len(logs)) - 1
+        return geometric_mean(self.returns if select is None else self.returns[select])
 
 
 def safe_div(numerator: float, denominator: float) -> float:
@@ -55,20 +82,32 @@ def std(values: np.ndarray) -> float:
     n = len(values)
     if n < 2:
         return math.nan
-    if values.max() == values.min():
+    if np.maximum.reduce(values) == np.minimum.reduce(values):
         return 0.0
-    # np.std(values, ddof=1) step for step (sum / n, squared deviations, sum / (n - 1), sqrt).
-    dev = values - np.add.reduce(values, dtype=np.float64) / n
+    return float(np.sqrt(sample_variance(values)))
+
+
+def sample_variance(values: np.ndarray) -> np.float64:
+    """values.var(ddof=1) step for step (sum / n, squared deviations, sum / (n - 1)), without
+    the method's wrapper; n >= 2."""
+    dev = values - np.add.reduce(values, dtype=np.float64) / len(values)
     np.multiply(dev, dev, out=dev)
-    return float(np.sqrt(np.add.reduce(dev) / (n - 1)))
+    return np.add.reduce(dev) / (len(values) - 1)
 
 
+# The ufuncs' reduce directly: np.max / np.min's wrappers cost more than the work on a few
+# hundred values (the same result).
 def maximum(values: np.ndarray) -> float:
-    return float(np.max(values)) if len(values) else math.nan
+    return float(np.maximum.reduce(values)) if len(values) else math.nan
 
 
 def minimum(values: np.ndarray) -> float:
-    return float(np.min(values)) if len(values) else math.nan
+    return float(np.minimum.reduce(values)) if len(values) else math.nan
+
+
+def total(values: np.ndarray) -> float:
+    """values.sum() (the same pairwise float64 sum) without the method's wrapper."""
+    return np.add.reduce(values)
 
 
 def runs(mask: np.ndarray, negate: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +118,7 @@ def runs(mask: np.ndarray, negate: bool = False) -> tuple[np.ndarray, np.ndarray
     else:
         padded[1:-1] = mask
     # Edges alternate, a start first: False -> True at a start, True -> False at an end.
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    edges = (padded[1:] != padded[:-1]).nonzero()[0]
     return edges[::2], edges[1::2]
 
 
@@ -96,21 +135,29 @@ def trade_metrics(trades: Trades, round_duration: Callable[[int | None], float],
     """All trade metrics; round_duration turns ns (None: undefined) into (ceiled) days."""
     pnl = np.asarray(trades.pnl, dtype=float)
     returns = np.asarray(trades.return_pct, dtype=float)
+    outcome = _Outcomes(pnl > 0, pnl < 0)   # shared by every group below
     return {
-        **backtesting_trade_stats(pnl, returns),
+        **backtesting_trade_stats(pnl, returns, outcome),
         **duration_stats(trades, round_duration),
-        **win_loss_stats(pnl, returns),
+        **win_loss_stats(pnl, returns, outcome),
         **side_stats(np.asarray(trades.direction), pnl),
-        **streak_stats(pnl),
+        **streak_stats(outcome),
         **holding_stats(trades, years),
         **exit_reason_stats(np.asarray(trades.exit_reason)),
     }
 
 
-def backtesting_trade_stats(pnl: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Outcomes:
+    wins: np.ndarray     # pnl > 0
+    losses: np.ndarray   # pnl < 0
+
+
+def backtesting_trade_stats(pnl: np.ndarray, returns: np.ndarray,
+                            outcome: _Outcomes) -> dict[str, Any]:
     """backtesting.py's trade statistics, its definitions verbatim."""
     n = len(pnl)
-    win_rate = mean(pnl > 0)
+    win_rate = mean(outcome.wins)
     return {
         "num_trades": n,
         "win_rate_pct": win_rate * 100,
@@ -118,16 +165,16 @@ def backtesting_trade_stats(pnl: np.ndarray, returns: np.ndarray) -> dict[str, A
         "worst_trade_pct": minimum(returns) * 100,
         "avg_trade_pct": geometric_mean(returns) * 100,
         # Return-based, not pnl-based (see profit_factor_pnl).
-        "profit_factor": safe_div(returns[returns > 0].sum(), abs(returns[returns < 0].sum())),
+        "profit_factor": safe_div(total(returns[returns > 0]), abs(total(returns[returns < 0]))),
         "expectancy_pct": mean(returns) * 100,
         "sqn": safe_div(math.sqrt(n) * mean(pnl), std(pnl)),
-        "kelly_criterion": win_rate - (1 - win_rate) / payoff_ratio(pnl),
+        "kelly_criterion": win_rate - (1 - win_rate) / payoff_ratio(pnl, outcome),
     }
 
 
-def payoff_ratio(pnl: np.ndarray) -> float:
+def payoff_ratio(pnl: np.ndarray, outcome: _Outcomes) -> float:
     """Mean winning pnl / |mean losing pnl|; NaN without wins or losses."""
-    return safe_div(mean(pnl[pnl > 0]), -mean(pnl[pnl < 0]))
+    return safe_div(mean(pnl[outcome.wins]), -mean(pnl[outcome.losses]))
 
 
 def duration_stats(trades: Trades, round_duration: Callable[[int | None], float]
@@ -149,36 +196,38 @@ def duration_stats(trades: Trades, round_duration: Callable[[int | None], float]
     }
 
 
-def win_loss_stats(pnl: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
-    wins, losses = pnl > 0, pnl < 0
-    gross_profit, gross_loss = pnl[wins].sum(), pnl[losses].sum()
+def win_loss_stats(pnl: np.ndarray, returns: np.ndarray, outcome: _Outcomes) -> dict[str, Any]:
+    wins, losses = outcome.wins, outcome.losses
+    gross_profit, gross_loss = total(pnl[wins]), total(pnl[losses])
     return {
-        "num_winning_trades": int(wins.sum()), "num_losing_trades": int(losses.sum()),
+        "num_winning_trades": int(np.count_nonzero(wins)),
+        "num_losing_trades": int(np.count_nonzero(losses)),
         "gross_profit": gross_profit, "gross_loss": gross_loss,
         "profit_factor_pnl": safe_div(gross_profit, -gross_loss),
         "avg_trade_pnl": mean(pnl),
         "largest_win": maximum(pnl[wins]), "largest_loss": minimum(pnl[losses]),
         "avg_win_pct": mean(returns[wins]) * 100, "avg_loss_pct": mean(returns[losses]) * 100,
-        "payoff_ratio": payoff_ratio(pnl),
+        "payoff_ratio": payoff_ratio(pnl, outcome),
     }
 
 
 def side_stats(direction: np.ndarray, pnl: np.ndarray) -> dict[str, Any]:
     long, short = direction > 0, direction < 0
     return {
-        "num_long_trades": int(long.sum()), "num_short_trades": int(short.sum()),
+        "num_long_trades": int(np.count_nonzero(long)),
+        "num_short_trades": int(np.count_nonzero(short)),
         "long_win_rate_pct": mean(pnl[long] > 0) * 100,
         "short_win_rate_pct": mean(pnl[short] > 0) * 100,
         # Sums over no trades are 0 cash, not undefined.
-        "long_pnl": pnl[long].sum(), "short_pnl": pnl[short].sum(),
+        "long_pnl": total(pnl[long]), "short_pnl": total(pnl[short]),
     }
 
 
-def streak_stats(pnl: np.ndarray) -> dict[str, Any]:
+def streak_stats(outcome: _Outcomes) -> dict[str, Any]:
     """Longest runs in entry order; a break-even trade (pnl == 0) ends both kinds of run."""
     return {
-        "max_consecutive_wins": longest_run(pnl > 0),
-        "max_consecutive_losses": longest_run(pnl < 0),
+        "max_consecutive_wins": longest_run(outcome.wins),
+        "max_consecutive_losses": longest_run(outcome.losses),
     }
 
 
@@ -192,9 +241,11 @@ def holding_stats(trades: Trades, years: float) -> dict[str, Any]:
 
 
 def exit_reason_stats(exit_reason: np.ndarray) -> dict[str, Any]:
+    # A list's count: comparing an object array calls Python's == per element anyway.
+    reasons = exit_reason.tolist()
     return {
-        "num_stop_loss_exits": int(np.count_nonzero(exit_reason == "stop_loss")),
-        "num_take_profit_exits": int(np.count_nonzero(exit_reason == "take_profit")),
+        "num_stop_loss_exits": reasons.count("stop_loss"),
+        "num_take_profit_exits": reasons.count("take_profit"),
     }
 
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradeloop.backtest.metrics import METRICS
@@ -55,6 +55,8 @@ class BacktestRun(UUIDPrimaryKey, UserOwned, Base):
     error: Mapped[str | None] = mapped_column(Text)
     cache_key: Mapped[str] = mapped_column(String(64))
     cache_hits: Mapped[int] = mapped_column(default=0)
+    # Claims so far: a run whose worker died is requeued until it reaches the maximum.
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     duration_ms: Mapped[float | None] = mapped_column(Float(53))
     inserted_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
@@ -63,6 +65,25 @@ class BacktestRun(UUIDPrimaryKey, UserOwned, Base):
     @property
     def symbol_list(self) -> list[str]:
         return [s for s in self.symbols.split(",") if s]
+
+
+class BacktestRunSymbol(Base):
+    """One row per (run, symbol): `?symbol=` reads an index instead of scanning `symbols`.
+
+    user_id and inserted_at are copies of the run's, so the filter and the newest-first order
+    come from this one index, id breaking ties as in the runs' own listing index."""
+
+    __tablename__ = "backtest_run_symbols"
+    __table_args__ = (
+        Index("ix_backtest_run_symbols_user_id_symbol_inserted_at",
+              "user_id", "symbol", "inserted_at", "run_id"),
+    )
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("backtest_runs.id", ondelete="CASCADE"), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    inserted_at: Mapped[datetime]
 
 
 _COLUMN_TYPES: dict[str, Any] = {"float": Float(53), "int": Integer(), "datetime": UTCDateTime()}
@@ -109,8 +130,13 @@ class BacktestTrade(Base):
     exit_reason: Mapped[str] = mapped_column(String(16))
 
 
+class SweepMethod(enum.StrEnum):
+    VECTORISED = "vectorised"  # every combination ranked in chunks, the top ones run in full
+    RUNS = "runs"              # every combination a full run (metrics without a fast path)
+
+
 class BacktestSweep(UUIDPrimaryKey, UserOwned, Base):
-    """A parameter grid fanned out as runs; ranked by one metric."""
+    """A parameter grid ranked by one metric; see docs/backtests.md (Sweeps)."""
 
     __tablename__ = "backtest_sweeps"
 
@@ -118,5 +144,32 @@ class BacktestSweep(UUIDPrimaryKey, UserOwned, Base):
         ForeignKey("strategies.id", ondelete="CASCADE"), index=True)
     metric: Mapped[str] = mapped_column(String(64))
     grid: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The full runs: the top combinations (vectorised) or every combination (runs).
     run_ids: Mapped[list[str]] = mapped_column(JSON)
     inserted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    method: Mapped[str] = mapped_column(String(16), default=SweepMethod.RUNS.value,
+                                        server_default=SweepMethod.RUNS.value)
+    # The base run request (symbols, range, costs, params) every combination extends.
+    request: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    total: Mapped[int] = mapped_column(default=0, server_default="0")
+    top: Mapped[int] = mapped_column(default=0, server_default="0")
+    descending: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # Full runs answered from the result cache when they were submitted.
+    cached: Mapped[int] = mapped_column(default=0, server_default="0")
+    # When every combination had its value and the top ones were submitted as runs.
+    ranked_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class BacktestSweepPoint(Base):
+    """One grid combination of a sweep: its params, its ranking value, its full run if any."""
+
+    __tablename__ = "backtest_sweep_points"
+
+    sweep_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("backtest_sweeps.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    value: Mapped[float | None] = mapped_column(Float(53))
+    run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("backtest_runs.id", ondelete="SET NULL"))

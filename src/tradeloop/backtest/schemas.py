@@ -46,6 +46,9 @@ class SweepCreate(RunCreate):
     grid: dict[str, str | list[float]] = Field(
         min_length=1, description='{"fast": "5:50:5", "slow": [20, 50, 100]}')
     metric: str = "sharpe_ratio"
+    top: int = Field(default=10, ge=1, le=200, description=(
+        "how many of the best combinations get a full run (every metric, trades, equity)"))
+    descending: bool = Field(default=True, description="higher values are better")
 
 
 class RunAccepted(BaseModel):
@@ -76,6 +79,8 @@ class RunList(BaseModel):
     results: list[RunSummary]
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        description="pass as before= for the next page; null on the last page")
 
 
 class RunDetail(BaseModel):
@@ -132,21 +137,38 @@ class EquityCurve(BaseModel):
 
 class SweepAccepted(BaseModel):
     id: uuid.UUID
-    runs: int
-    cached: int
+    combinations: int
+    runs: int = Field(description="combinations that get a full run (the top ones)")
+    method: Literal["vectorised", "runs"] = Field(description=(
+        "vectorised: every combination ranked in batches, the top ones run in full; runs: "
+        "every combination a full run (metrics without a batch formula)"))
+    top: int
+    cached: int = Field(description="full runs already answered from the cache")
 
 
 class SweepEntry(BaseModel):
-    run_id: uuid.UUID
+    run_id: uuid.UUID | None = Field(description="the full run (top combinations only)")
     params: dict[str, Any]
     value: float | int
-    status: str
+    status: str = Field(description="the full run's status, or `ranked`")
+
+
+class SweepProgress(BaseModel):
+    completed: int
+    total: int
 
 
 class SweepReport(BaseModel):
     id: uuid.UUID
     metric: str
-    total: int
-    status: dict[str, int]
+    method: Literal["vectorised", "runs"]
+    total: int = Field(description="combinations in the grid")
+    ranked: int = Field(description="combinations with their value computed")
+    top: int
+    runs: int = Field(description="full runs (the top combinations, or all for `runs`)")
+    cached: int = Field(description="full runs answered from the result cache")
+    status: dict[str, int] = Field(description="full runs by status")
+    error: str | None
     finished: bool
+    progress: SweepProgress
     ranking: list[SweepEntry]

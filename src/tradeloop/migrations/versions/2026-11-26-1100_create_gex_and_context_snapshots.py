@@ -1,7 +1,7 @@
 """create gex and context snapshots
 
 Revision ID: c5d2e3f4a502
-Revises: 8b4d2f6a1c37
+Revises: b4c1d2e3f401
 Create Date: 2026-11-26 11:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "c5d2e3f4a502"
-down_revision: str | None = "8b4d2f6a1c37"
+down_revision: str | None = "b4c1d2e3f401"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
