@@ -15,12 +15,10 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -31,7 +29,6 @@ from sqlalchemy.engine import make_url
 from tests.conftest import reset_postgres_database
 from tradeloop import migrate
 from tradeloop.db import Database
-from tradeloop.signals import flows
 from tradeloop.signals.auth import x_signature
 from tradeloop.signals.models import Decision, Position, ProcessingError, Signal, SignalStatus
 
@@ -233,29 +230,3 @@ def assert_processed_exactly_once(db: Database, batch: list[dict[str, object]]) 
         assert [p.signal_id for p in held] == ids
         assert [p.closing_signal_id for p in held] == [*ids[1:], None]
         assert [p.status for p in held] == ["closed"] * (len(ids) - 1) + ["open"]
-
-
-def test_a_drain_asked_for_while_one_runs_is_folded_into_it(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Per-webhook drains: a burst costs one extra round of the running drain, not one
-    drain each, and a signal queued during a round is still picked up (the extra round)."""
-    started, release, rounds = threading.Event(), threading.Event(), []
-
-    def slow_first_round(db: object, config: object = None) -> int:
-        rounds.append(db)
-        if len(rounds) == 1:
-            started.set()
-            release.wait(5)
-        return 1
-
-    monkeypatch.setattr(flows, "process_signal_queue", slow_first_round)
-    db = object()
-    with ThreadPoolExecutor(1) as pool:
-        first = pool.submit(flows.drain_signal_queue, db)
-        assert started.wait(5)
-        assert flows.drain_signal_queue(db) == 0  # type: ignore[arg-type]
-        assert flows.drain_signal_queue(db) == 0  # type: ignore[arg-type]
-        release.set()
-        assert first.result(5) == 2
-    assert len(rounds) == 2
-    assert flows.drain_signal_queue(db) == 1  # type: ignore[arg-type] - the gate is open again

@@ -9,10 +9,8 @@ status commit together or not at all, so a crash mid-way leaves the claim to be 
 from __future__ import annotations
 
 import functools
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -75,48 +73,6 @@ def process_signal_queue(db: Database, config: ProcessingConfig | None = None,
         for signal_id in claimed:
             process_signal(db, signal_id, config)
             done += 1
-
-
-class _DrainGate:
-    """At most one queue drain per database in this process. A drain asked for while one runs
-    makes the running one go round once more instead: nothing queued is missed, and a burst
-    of webhooks costs one drain loop, not one claim transaction per signal."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running: set[int] = set()
-        self._again: set[int] = set()
-
-    def run(self, db: Database, drain: Callable[[], int]) -> int:
-        key = id(db)
-        with self._lock:
-            if key in self._running:
-                self._again.add(key)
-                return 0
-            self._running.add(key)
-        done = 0
-        try:
-            while True:
-                done += drain()
-                with self._lock:
-                    if key not in self._again:
-                        self._running.discard(key)
-                        return done
-                    self._again.discard(key)
-        except BaseException:
-            with self._lock:  # the every-minute schedule picks up what is left
-                self._running.discard(key)
-                self._again.discard(key)
-            raise
-
-
-_drains = _DrainGate()
-
-
-def drain_signal_queue(db: Database, config: ProcessingConfig | None = None) -> int:
-    """`process_signal_queue`, folded into the drain already running in this process, if any
-    (what the per-webhook task calls); returns how many signals this call processed."""
-    return _drains.run(db, lambda: process_signal_queue(db, config))
 
 
 def requeue_interrupted(db: Database) -> int:

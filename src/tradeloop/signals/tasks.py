@@ -10,9 +10,8 @@ from tradeloop.tasks import get_task_runner, run_at_start, schedule, task
 
 @task()
 def process_signal_queue(*, db: Database) -> int:
-    """Process queued signals (and requeue abandoned claims); returns how many. While a drain
-    runs in this process, another call only makes it go round once more."""
-    return flows.drain_signal_queue(db)
+    """Process queued signals (and requeue abandoned claims); returns how many."""
+    return flows.process_signal_queue(db)
 
 
 # The safety net: picks up signals queued while no worker ran, and crashed claims.
