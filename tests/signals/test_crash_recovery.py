@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import reset_postgres_database
@@ -77,6 +77,18 @@ def server_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     reset_postgres_database(url)
     migrate.upgrade(url)
     yield url
+    drop_database(url)
+
+
+def drop_database(url: str) -> None:
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres").render_as_string(False),
+                          isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 class Server:
@@ -205,7 +217,7 @@ def test_signals_accepted_before_a_kill_are_processed_exactly_once_after_restart
         assert sum(at_kill.values()) == len(batch)
 
         server.start(slow=False)
-        wait_for(lambda: sum(status_counts(db)[s] for s in UNFINISHED) == 0, 20,
+        wait_for(lambda: sum(status_counts(db)[s] for s in UNFINISHED) == 0, 30,
                  f"the queue to drain after restart (at kill: {dict(at_kill)})")
         assert_processed_exactly_once(db, batch)
     finally:

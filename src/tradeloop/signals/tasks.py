@@ -21,7 +21,8 @@ schedule("process-signal-queue", "process_signal_queue", cron="* * * * *")
 @task()
 def recover_signal_queue(*, db: Database) -> int:
     """At server start: requeue claims a killed server left `processing`, then drain the
-    queue in the background; returns how many claims were requeued."""
+    queue in the background; returns how many claims were requeued. Not for running by hand
+    while a server processes signals: its live claims would be requeued too."""
     requeued = flows.requeue_interrupted(db)
     get_task_runner().submit(process_signal_queue.__name__)
     return requeued
