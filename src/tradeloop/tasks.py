@@ -9,6 +9,7 @@ same function runs, in its own unit of work when it asks for a `session`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import time
@@ -59,6 +60,7 @@ class ScheduleSpec:
 
 _TASKS: dict[str, TaskSpec] = {}
 _SCHEDULES: dict[str, ScheduleSpec] = {}
+_START_TASKS: list[str] = []
 
 
 def task(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -106,6 +108,17 @@ def registered_tasks() -> dict[str, TaskSpec]:
 
 def registered_schedules() -> dict[str, ScheduleSpec]:
     return dict(sorted(_SCHEDULES.items()))
+
+
+def run_at_start(task_name: str) -> None:
+    """Run a declared task each time the in-process runner starts, before the server takes
+    requests (crash recovery: nothing of this process can be running yet)."""
+    if task_name not in _START_TASKS:
+        _START_TASKS.append(task_name)
+
+
+def registered_start_tasks() -> list[str]:
+    return list(_START_TASKS)
 
 
 def get_task(name: str) -> TaskSpec:
@@ -173,6 +186,8 @@ class InlineTaskRunner:
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.cron import CronTrigger
 
+        for name in registered_start_tasks():
+            self._run_start_task(name)
         self._scheduler = BackgroundScheduler(timezone=UTC)
         for spec in registered_schedules().values():
             self._scheduler.add_job(
@@ -182,6 +197,12 @@ class InlineTaskRunner:
             )
         self._scheduler.start()
         log.info("inline_scheduler_started", schedules=len(registered_schedules()))
+
+    def _run_start_task(self, name: str) -> None:
+        # A failed recovery must not keep the server down (run_task has logged it); the
+        # periodic schedules remain the safety net.
+        with contextlib.suppress(Exception):
+            run_task(self.db, name)
 
     def shutdown(self) -> None:
         if self._scheduler is not None:

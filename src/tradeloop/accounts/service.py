@@ -70,6 +70,16 @@ def first_admin(*, session: Session) -> User | None:
                            .order_by(User.inserted_at, User.id).limit(1)).first()
 
 
+# Built once: the default webhook asks on every request, and only needs the id.
+_FIRST_ADMIN_ID = (select(User.id).where(User.is_admin.is_(True))
+                   .order_by(User.inserted_at, User.id).limit(1))
+
+
+def first_admin_id(*, session: Session) -> uuid.UUID | None:
+    """The id of `first_admin`, without loading the user."""
+    return session.scalars(_FIRST_ADMIN_ID).first()
+
+
 def get_user(*, session: Session, user_id: uuid.UUID) -> User | None:
     return session.get(User, user_id)
 

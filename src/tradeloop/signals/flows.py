@@ -92,6 +92,17 @@ def process_signal_queue(db: Database, config: ProcessingConfig | None = None,
             done += 1
 
 
+def requeue_interrupted(db: Database) -> int:
+    """Requeue every claim still `processing`, at once; returns how many.
+
+    Only for the start of the in-process runner, the one processor of a `serve` without
+    Celery, before it takes requests: any claim then belongs to a process that died, and
+    waiting ABANDONED_AFTER would leave its signals (and their symbols) stuck for minutes.
+    """
+    with db.unit_of_work() as session:
+        return requeue_abandoned(session=session, older_than=timedelta(0))
+
+
 def process_signal(db: Database, signal_id: uuid.UUID,
                    config: ProcessingConfig | None = None) -> DecisionAction | None:
     """Decide on one claimed signal and apply it; a failure marks it `failed`, never lost."""

@@ -9,18 +9,20 @@ Services flush but never commit.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import Insert, Table, bindparam, inspect, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -63,6 +65,11 @@ DEFAULT_REPLAY_WINDOW = timedelta(hours=24)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 DEFAULT_ENDPOINT_MODES = frozenset({AuthMode.X_SIGNATURE.value, AuthMode.BODY_SECRET.value})
 REDACTED = "[REDACTED]"
+_SIGNAL_COLUMNS = tuple(inspect(Signal).column_attrs)
+# The owner's signal with an idempotency key, scoped like SignalRepository.select() but built
+# once with bound parameters: every webhook asks it first.
+_BY_KEY = select(Signal).where(Signal.user_id == bindparam("owner_id"),
+                               Signal.idempotency_key == bindparam("key"))
 
 
 class SignalRepository(OwnedRepository[Signal]):
@@ -106,11 +113,11 @@ class IngestResult:
 
 def default_intake(*, session: Session, webhook_secret: str) -> Intake:
     """`POST /webhook`: owned by the earliest admin, WEBHOOK_SECRET, header or body secret."""
-    owner = accounts.first_admin(session=session)
-    if owner is None:
+    owner_id = accounts.first_admin_id(session=session)
+    if owner_id is None:
         raise NotFoundError("The default webhook endpoint has no owner yet: create an admin "
                             "account first", code="no_admin")
-    return Intake(owner.id, None, EndpointAuth(webhook_secret, DEFAULT_ENDPOINT_MODES))
+    return Intake(owner_id, None, EndpointAuth(webhook_secret, DEFAULT_ENDPOINT_MODES))
 
 
 def endpoint_intake(*, session: Session, endpoint_key: str) -> Intake:
@@ -238,6 +245,11 @@ def _new_signal(intake: Intake, signal_in: WebhookSignalIn, key: str, digest: st
 
 def _insert_once(session: Session, signal: Signal) -> bool:
     """Insert; False when a concurrent request stored the same key first (the index decides)."""
+    statement = _insert_unless_key_exists(session.get_bind().dialect.name)
+    if statement is not None:
+        # One statement, no savepoint and no ORM flush: the webhook's hot path. Any other
+        # constraint still raises IntegrityError.
+        return session.execute(statement, _column_values(signal)).first() is not None
     try:
         with session.begin_nested():
             session.add(signal)
@@ -248,9 +260,28 @@ def _insert_once(session: Session, signal: Signal) -> bool:
     return True
 
 
+@functools.cache
+def _insert_unless_key_exists(dialect: str) -> Insert | None:
+    """INSERT … ON CONFLICT (user_id, idempotency_key) DO NOTHING, where the dialect has it."""
+    dialects: dict[str, Callable[[Table], Any]] = {"postgresql": postgresql.insert,
+                                                  "sqlite": sqlite.insert}
+    if dialect not in dialects:
+        return None
+    # RETURNING says whether the row went in (rowcount is not reliable on every driver).
+    table = Signal.__table__
+    return (dialects[dialect](table)
+            .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
+            .returning(table.c.id))
+
+
+def _column_values(signal: Signal) -> dict[str, Any]:
+    """The new signal's row, keyed by column name (`metadata_` is stored as `metadata`)."""
+    return {attribute.columns[0].key: getattr(signal, attribute.key)
+            for attribute in _SIGNAL_COLUMNS}
+
+
 def _find_by_key(session: Session, owner_id: uuid.UUID, key: str) -> Signal | None:
-    query = SignalRepository(session, owner_id).select().where(Signal.idempotency_key == key)
-    return session.scalars(query).first()
+    return session.scalars(_BY_KEY, {"owner_id": owner_id, "key": key}).first()
 
 
 def _repeat(existing: Signal, digest: str, failure: _Failure) -> IngestResult:

@@ -1,5 +1,5 @@
-"""Signal jobs: drain the outbox after each accepted webhook and every minute; react to new
-bars (live strategies, marks); mark open positions every minute."""
+"""Signal jobs: drain the outbox at server start, after each accepted webhook and every
+minute; react to new bars (live strategies, marks); mark open positions every minute."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from tradeloop.db import Database
 from tradeloop.events import BARS_CHANGED, react
 from tradeloop.signals import flows
 from tradeloop.signals.marks import mark_open_positions
-from tradeloop.tasks import schedule, task
+from tradeloop.tasks import get_task_runner, run_at_start, schedule, task
 
 
 @task()
@@ -38,3 +38,17 @@ schedule("process-signal-queue", "process_signal_queue", cron="* * * * *")
 # Bars can also arrive where no event is delivered (a script, another process).
 schedule("mark-positions", "mark_positions", cron="* * * * *")
 react(BARS_CHANGED, "react_to_new_bars")
+
+
+@task()
+def recover_signal_queue(*, db: Database) -> int:
+    """At server start: requeue claims a killed server left `processing`, then drain the
+    queue in the background; returns how many claims were requeued. Not for running by hand
+    while a server processes signals: its live claims would be requeued too."""
+    requeued = flows.requeue_interrupted(db)
+    get_task_runner().submit(process_signal_queue.__name__)
+    return requeued
+
+
+# A restart resumes at once what a crash interrupted (SPEC §6), not at the next schedule.
+run_at_start(recover_signal_queue.__name__)
