@@ -103,6 +103,16 @@ def stored_ids(db: Database, user_id: uuid.UUID) -> set[uuid.UUID]:
                                    .where(PromptExecution.user_id == user_id)))
 
 
+def test_background_is_the_default_and_inline_can_be_chosen(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None).prompt_log_mode == "background"  # type: ignore[call-arg]
+    monkeypatch.setenv("PROMPT_LOG_MODE", "inline")
+    assert Settings(_env_file=None).prompt_log_mode == "inline"  # type: ignore[call-arg]
+    monkeypatch.setenv("PROMPT_LOG_MODE", "sometimes")
+    with pytest.raises(ValueError, match="prompt_log_mode"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
 def test_rows_arrive_after_flush_and_listeners_run(own_db: Database, own_user: uuid.UUID,
                                                    background: Settings,
                                                    held_writer: threading.Event) -> None:
