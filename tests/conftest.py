@@ -109,6 +109,10 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "signal_process_on_ingest": False,
         # Likewise for the tasks that react to imported bars (marks, live strategies).
         "events_enabled": False,
+        # Execution rows written in the caller's thread: the background writer would use the
+        # rolled-back test connection from a second thread (tests/llm/test_log_writer.py
+        # covers the background mode on databases of its own).
+        "prompt_log_mode": "inline",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -13,6 +13,7 @@ from tradeloop import domains
 from tradeloop.db import Database
 from tradeloop.errors import install_error_handlers
 from tradeloop.events import set_event_delivery
+from tradeloop.llm import log_writer
 from tradeloop.logs import CorrelationIdMiddleware, configure_logging
 from tradeloop.ratelimit import RateLimiter
 from tradeloop.settings import Settings, get_settings
@@ -24,6 +25,8 @@ from tradeloop.tasks import (
     load_task_modules,
     set_task_runner,
 )
+
+LOG_FLUSH_TIMEOUT_S = 5.0
 
 
 def build_task_runner(settings: Settings, db: Database) -> TaskRunner:
@@ -53,6 +56,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
         finally:
             if run_background:
                 get_task_runner().shutdown()
+            # Write the execution rows still queued (bounded wait; atexit is the fallback).
+            log_writer.shutdown(db, LOG_FLUSH_TIMEOUT_S)
 
     app = FastAPI(title="tradeloop", version="0.1.0", lifespan=lifespan,
                   description="Strategies, backtests, live signals and LLM analysis.")

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     prompt_template_max_chars: int = Field(default=50_000, ge=100)
     prompt_output_max_bytes: int = Field(default=256_000, ge=1_000)
     prompt_render_timeout_ms: int = Field(default=500, ge=10)
+    # Execution log (docs/llm.md): `background` hands each row to a per-database writer thread
+    # (bounded queue of PROMPT_LOG_QUEUE_SIZE rows, dropped with a warning when full);
+    # `inline` writes it in the caller's thread before `execute` returns.
+    prompt_log_mode: Literal["background", "inline"] = "background"
+    prompt_log_queue_size: int = Field(default=10_000, ge=1)
 
     @model_validator(mode="after")
     def _resolve_data_dir(self) -> Settings:

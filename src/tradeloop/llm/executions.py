@@ -65,16 +65,27 @@ def remove_execution_listener(listener: ExecutionListener) -> None:
 def write_execution(db: Database, logged: LoggedExecution) -> bool:
     """Store the row and run the listeners; False (and a logged error) when the write fails."""
     try:
-        with db.unit_of_work() as session:
-            _relax_commit_durability(session)
+        write_batch(db, [logged])
+    except Exception as exc:  # logging must never break the caller
+        log_write_failure(logged, exc)
+        return False
+    return True
+
+
+def log_write_failure(logged: LoggedExecution, exc: Exception) -> None:
+    log.error("prompt_execution_log_failed", execution_id=str(logged.id),
+              error=f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+def write_batch(db: Database, batch: list[LoggedExecution]) -> None:
+    """Store the rows in one unit of work, each followed by its listeners; raises (and writes
+    nothing) when a row cannot be inserted."""
+    with db.unit_of_work() as session:
+        _relax_commit_durability(session)
+        for logged in batch:
             # A Core INSERT: the ORM's flush machinery would cost more than the row itself.
             session.execute(insert(PromptExecution), [_row_values(logged)])
             _notify_listeners(session, logged)
-    except Exception as exc:  # logging must never break the caller
-        log.error("prompt_execution_log_failed", execution_id=str(logged.id),
-                  error=f"{type(exc).__name__}: {str(exc)[:300]}")
-        return False
-    return True
 
 
 def _row_values(logged: LoggedExecution) -> dict[str, Any]:

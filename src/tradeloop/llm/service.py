@@ -4,9 +4,12 @@ the execution log.
     result = execute(db, settings, PromptCall(user_id=..., user_text=rendered, context=vars))
 
 `execute` never raises for provider, parsing or guardrail failures: they come back as an
-`ExecutionResult` with `success=False` and an `error_type`. The row is written in its own unit
-of work after the call; a failing log write is logged and otherwise ignored. On SQLite, call
-`execute` outside an open write transaction (each unit of work takes the write lock).
+`ExecutionResult` with `success=False` and an `error_type`. The execution row is handed to
+the database's background writer (PROMPT_LOG_MODE=background, `log_writer`): the caller does
+not wait for it, `flush_execution_log(db)` does. With PROMPT_LOG_MODE=inline it is written in
+its own unit of work before `execute` returns. Either way a failing log write is logged and
+otherwise ignored. On SQLite, call `execute` outside an open write transaction (each unit of
+work takes the write lock).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from tradeloop.db import Database, utcnow
-from tradeloop.llm import guardrails, pricing
+from tradeloop.llm import guardrails, log_writer, pricing
 from tradeloop.llm.executions import (
     ExecutionListener,
     LoggedExecution,
@@ -45,8 +48,8 @@ from tradeloop.llm.tokens import count_prompt_tokens, count_tokens
 from tradeloop.settings import Settings
 
 __all__ = ["ExecutionListener", "ExecutionResult", "LoggedExecution", "PromptCall",
-           "add_execution_listener", "estimate", "execute", "remove_execution_listener",
-           "resolve_model", "template_stats"]
+           "add_execution_listener", "estimate", "execute", "flush_execution_log",
+           "remove_execution_listener", "resolve_model", "template_stats"]
 
 log = structlog.get_logger(__name__)
 MAX_ERROR_MESSAGE = 2000
@@ -86,7 +89,10 @@ class ExecutionResult:
     cost_usd: Decimal
     latency_ms: float
     guardrails: list[GuardrailResult]
-    execution_id: uuid.UUID | None  # None when logging is disabled or the log write failed
+    # The execution row's id (chosen before the write). None when logging is disabled, the
+    # background queue was full, or (inline mode) the write failed; in background mode a
+    # write that fails later is only logged, so the row may be missing although an id is set.
+    execution_id: uuid.UUID | None
 
 
 @dataclass(frozen=True)
@@ -139,8 +145,14 @@ def execute(db: Database, settings: Settings, call: PromptCall) -> ExecutionResu
                     error_type=result.error_type)
     if settings.disable_prompt_logging:
         return result
-    execution_id = _log(db, call, result)
+    execution_id = _log(db, settings, call, result)
     return replace(result, execution_id=execution_id)
+
+
+def flush_execution_log(db: Database, timeout_s: float = 5.0) -> bool:
+    """Wait until the execution rows handed over so far are written (read-after-write);
+    False when `timeout_s` passed first. Immediate in inline mode."""
+    return log_writer.flush(db, timeout_s)
 
 
 @dataclass
@@ -234,7 +246,8 @@ def _policy(settings: Settings) -> RetryPolicy:
                        backoff_base_s=settings.llm_backoff_base_s)
 
 
-def _log(db: Database, call: PromptCall, result: ExecutionResult) -> uuid.UUID | None:
+def _log(db: Database, settings: Settings, call: PromptCall,
+         result: ExecutionResult) -> uuid.UUID | None:
     logged = LoggedExecution(
         id=uuid.uuid4(), user_id=call.user_id, template_id=call.template_id,
         template_version=call.template_version, strategy_id=call.strategy_id,
@@ -245,7 +258,11 @@ def _log(db: Database, call: PromptCall, result: ExecutionResult) -> uuid.UUID |
         cost_usd=result.cost_usd,
         guardrail_results=[g.model_dump(mode="json") for g in result.guardrails],
         executed_at=utcnow())
-    return logged.id if write_execution(db, logged) else None
+    if settings.prompt_log_mode == "inline":
+        stored = write_execution(db, logged)
+    else:
+        stored = log_writer.submit(db, logged, settings.prompt_log_queue_size)
+    return logged.id if stored else None
 
 
 def estimate(db_or_session: Database | Session, settings: Settings,
