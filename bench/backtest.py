@@ -794,20 +794,10 @@ def plan_summary(lines: list[str]) -> str:
 
 
 def reset_postgres(url: str, *, drop_only: bool = False) -> None:
-    from sqlalchemy.engine import make_url
+    """Drop (and recreate) the database named in `url`."""
+    from tradeloop import migrate
 
-    from tradeloop.db import create_db_engine
-
-    target = make_url(url)
-    admin = create_db_engine(target.set(database="postgres").render_as_string(False),
-                             isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
-            if not drop_only:
-                connection.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
-    finally:
-        admin.dispose()
+    migrate.recreate_postgres_database(url, drop_only=drop_only)
 
 
 def bench_api(cfg: Config, report: Report, workdir: Path, pg_url: str) -> None:

@@ -242,21 +242,9 @@ def sqlite_url(workdir: Path, name: str) -> str:
 
 def reset_postgres(url: str, *, drop_only: bool = False) -> None:
     """Drop (and recreate, then migrate) the database named in `url`."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
     from tradeloop import migrate
 
-    target = make_url(url)
-    admin = create_engine(target.set(database="postgres").render_as_string(False),
-                          isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
-            if not drop_only:
-                connection.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
-    finally:
-        admin.dispose()
+    migrate.recreate_postgres_database(url, drop_only=drop_only)
     if not drop_only:
         migrate.upgrade(url)
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from tradeloop import migrate
@@ -41,15 +40,7 @@ def require_service(env_var: str, what: str) -> str:
 
 def reset_postgres_database(url: str) -> None:
     """Drop and recreate the database named in `url` (connecting to `postgres` to do so)."""
-    target = make_url(url)
-    admin = create_db_engine(target.set(database="postgres").render_as_string(False),
-                             isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{target.database}"'))
-    finally:
-        admin.dispose()
+    migrate.recreate_postgres_database(url)
 
 
 @pytest.fixture(scope="session")

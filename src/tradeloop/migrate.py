@@ -49,3 +49,24 @@ def history(url: str) -> list[str]:
 
 def is_up_to_date(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+def recreate_postgres_database(url: str, *, drop_only: bool = False) -> None:
+    """Drop the PostgreSQL database named in `url` (ending its sessions) and, unless
+    `drop_only`, create it empty again. Connects to the server's `postgres` database to do so.
+    For tests and benchmarks that need a database of their own."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from tradeloop.db import create_db_engine
+
+    target = make_url(url)
+    admin = create_db_engine(target.set(database="postgres").render_as_string(False),
+                             isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+            if not drop_only:
+                connection.execute(text(f'CREATE DATABASE "{target.database}"'))
+    finally:
+        admin.dispose()
