@@ -178,7 +178,7 @@ def test_redelivered_batch_on_the_database_matches_the_core(db: Database, alice:
 
 # Smaller batches than in memory: every example posts each delivery over HTTP and processes
 # the queue on the database (SQLite and PostgreSQL), a few hundred milliseconds per example.
-DB_BATCH = 8
+DB_BATCH = 6
 
 @st.composite
 def arrivals(draw: st.DrawFn, batch: list[Sig]) -> list[Sig]:
