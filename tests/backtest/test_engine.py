@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -553,19 +554,15 @@ TIMELINES = {  # bar spacing → timestamps of n bars
 }
 
 
-@pytest.mark.parametrize("timeline", TIMELINES)
-def test_sharpe_ratios_equal_compute_metrics(timeline: str) -> None:
-    """The sweep's Sharpe is compute_metrics' own value, bit for bit (None where undefined),
-    for every annualisation rule; runs sharing their bars share one calendar."""
-    from tradeloop.backtest.engine import sharpe_ratios
-    from tradeloop.backtest.metrics import compute_metrics
-
-    rng = np.random.default_rng(11)
+def random_walk_outputs(timeline: str, *, seed: int, volatility: float) -> list[Any]:
+    """Backtests of random signals on random-walk bars of 1 to 300 bars on `timeline`: no
+    trades, few and many, with and without commission (degenerate runs included)."""
+    rng = np.random.default_rng(seed)
     outputs = []
     for n in (1, 2, 3, 40, 300):
         ts = TIMELINES[timeline](n).astype("datetime64[ns]")
         n = len(ts)
-        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+        close = 100 * np.exp(np.cumsum(rng.normal(0, volatility, n)))
         opening = np.r_[close[:1], close[:-1]]
         bars = SymbolBars("X", ts, opening, np.maximum(opening, close) * 1.01,
                           np.minimum(opening, close) * 0.99, close)
@@ -573,6 +570,17 @@ def test_sharpe_ratios_equal_compute_metrics(timeline: str) -> None:
             signals = StrategySignals(*(rng.random((4, n)) < p))
             outputs.append(run_backtest([(bars, signals)], RiskSettings(),
                                         BacktestOptions(commission=commission)))
+    return outputs
+
+
+@pytest.mark.parametrize("timeline", TIMELINES)
+def test_sharpe_ratios_equal_compute_metrics(timeline: str) -> None:
+    """The sweep's Sharpe is compute_metrics' own value, bit for bit (None where undefined),
+    for every annualisation rule; runs sharing their bars share one calendar."""
+    from tradeloop.backtest.engine import sharpe_ratios
+    from tradeloop.backtest.metrics import compute_metrics
+
+    outputs = random_walk_outputs(timeline, seed=11, volatility=0.01)
     expected = [compute_metrics(o)["risk_adjusted"]["sharpe_ratio"] for o in outputs]
     assert sharpe_ratios(outputs) == expected
     assert sum(value is not None for value in expected) >= 4  # real values, not only None

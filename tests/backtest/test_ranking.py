@@ -9,12 +9,17 @@ import numpy as np
 import pytest
 from backtesting.test import GOOG
 
-from tests.backtest.test_engine import TIMELINES, cross_definition, symbol_bars
-from tradeloop.backtest.engine import BacktestOptions, SymbolBars, run_backtest
+from tests.backtest.test_engine import (
+    TIMELINES,
+    cross_definition,
+    random_walk_outputs,
+    symbol_bars,
+)
+from tradeloop.backtest.engine import BacktestOptions, run_backtest
 from tradeloop.backtest.metrics import METRICS, compute_metrics
 from tradeloop.backtest.ranking import RANKABLE, rank_values
 from tradeloop.backtest.results import BacktestOutput
-from tradeloop.strategies.compiler import StrategySignals, compile_strategy
+from tradeloop.strategies.compiler import compile_strategy
 from tradeloop.strategies.definition import RiskSettings, parse_definition
 
 
@@ -60,19 +65,7 @@ def test_goog_sweep_values_equal_single_runs(metric: str) -> None:
 
 @pytest.mark.parametrize("timeline", TIMELINES)
 def test_every_annualisation_rule_and_degenerate_runs(timeline: str) -> None:
-    rng = np.random.default_rng(5)
-    outputs = []
-    for n in (1, 2, 3, 40, 300):
-        ts = TIMELINES[timeline](n).astype("datetime64[ns]")
-        n = len(ts)
-        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
-        opening = np.r_[close[:1], close[:-1]]
-        bars = SymbolBars("X", ts, opening, np.maximum(opening, close) * 1.01,
-                          np.minimum(opening, close) * 0.99, close)
-        for p, commission in [(0.0, 0.0), (0.05, 0.0), (0.3, 0.001)]:
-            signals = StrategySignals(*(rng.random((4, n)) < p))
-            outputs.append(run_backtest([(bars, signals)], RiskSettings(),
-                                        BacktestOptions(commission=commission)))
+    outputs = random_walk_outputs(timeline, seed=5, volatility=0.02)
     for metric in sorted(RANKABLE):
         assert_equal_values(outputs, metric)
 
