@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from tests.signals.conftest import (
     WEBHOOK_SECRET,
     create_endpoint,
+    encode,
     iso_now,
     post_signed,
     row_counts,
@@ -24,6 +26,7 @@ from tests.signals.conftest import (
 )
 from tradeloop.db import Database
 from tradeloop.signals import service
+from tradeloop.signals.auth import EndpointAuth
 from tradeloop.signals.models import ProcessingError, Signal
 from tradeloop.signals.schemas import WebhookSignalIn
 
@@ -248,16 +251,107 @@ class TestDeduplication:
                                              parsed=service.parse_body(raw))
 
         assert ingest().status == "ACCEPTED"
-        real_find = service._find_by_key
+        real_lookup = service._stored_by_key
         calls: list[int] = []
 
-        def blind_first_look(*args: object) -> Signal | None:
+        def blind_first_look(*args: object) -> dict:
             calls.append(1)  # the pre-check misses the row, as if it committed just after
-            return None if len(calls) == 1 else real_find(*args)  # type: ignore[arg-type]
+            return {} if len(calls) == 1 else real_lookup(*args)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(service, "_find_by_key", blind_first_look)
+        monkeypatch.setattr(service, "_stored_by_key", blind_first_look)
         assert ingest().status == "DUPLICATE"
         assert len(calls) >= 2 and row_counts(db) == (1, 0)
+
+
+class TestGroupCommit:
+    """Webhooks written together in one transaction answer as if written one by one."""
+
+    def deliver(self, db: Database, bodies: list[dict | bytes], *,
+                endpoint_keys: list[str | None] | None = None,
+                secret: str = WEBHOOK_SECRET) -> list[service.Outcome]:
+        from tradeloop.signals.auth import x_signature
+
+        deliveries = []
+        for index, body in enumerate(bodies):
+            raw = encode(body)
+            key = endpoint_keys[index] if endpoint_keys else None
+            deliveries.append(service.Delivery(key, raw, {"x-signature": x_signature(secret, raw)},
+                                               "127.0.0.1", correlation_id=f"c{index}"))
+        with db.unit_of_work() as session:
+            return service.receive_webhooks(session=session, deliveries=deliveries,
+                                            webhook_secret=WEBHOOK_SECRET)
+
+    def test_outcomes_in_order_for_a_mixed_batch(self, db: Database, admin: dict) -> None:
+        first, other = signal_body(id="a"), signal_body(id="b", symbol="QQQ")
+        outcomes = self.deliver(db, [first, b'{"broken', first, {**first, "price": 1},
+                                     other, first], endpoint_keys=[None, None, None, None,
+                                                                   None, "no-such-endpoint"])
+        assert [_status(o) for o in outcomes] == [
+            "ACCEPTED", "REJECTED:validation_error", "DUPLICATE",
+            "REJECTED:idempotency_conflict", "ACCEPTED", "404:not_found"]
+        accepted = outcomes[0]
+        assert isinstance(accepted, service.IngestResult)
+        assert outcomes[2].signal_id == outcomes[3].signal_id == accepted.signal_id  # type: ignore[union-attr]
+        signals = stored_signals(db)
+        assert sorted(s.idempotency_key for s in signals) == ["id:a", "id:b"]
+        assert {s.correlation_id for s in signals} == {"c0", "c4"}
+        assert sorted(e.error_type for e in stored_errors(db)) == [
+            "idempotency_conflict", "validation_error"]
+
+    def test_a_bad_signature_stores_nothing_and_spares_its_neighbours(
+            self, db: Database, admin: dict) -> None:
+        from tradeloop.signals.auth import x_signature
+
+        good, forged = encode(signal_body(id="g")), encode(signal_body(id="f"))
+        deliveries = [service.Delivery(None, raw, {"x-signature": x_signature(key, raw)}, None)
+                      for raw, key in [(good, WEBHOOK_SECRET), (forged, "wrong-secret")]]
+        with db.unit_of_work() as session:
+            outcomes = service.receive_webhooks(session=session, deliveries=deliveries,
+                                                webhook_secret=WEBHOOK_SECRET)
+        assert [_status(o) for o in outcomes] == ["ACCEPTED", "401:invalid_signature"]
+        assert row_counts(db) == (1, 0)
+
+    def test_a_repeat_of_a_refused_signal_is_judged_on_its_own(
+            self, db: Database, admin: dict) -> None:
+        stale = signal_body(id="k", timestamp=iso_now(-3 * 86400))
+        fresh = signal_body(id="k")
+        outcomes = self.deliver(db, [stale, fresh, fresh])
+        assert [_status(o) for o in outcomes] == [
+            "REJECTED:stale_signal", "ACCEPTED", "DUPLICATE"]
+
+    @given(picks=st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from([0, 1]),
+                                    st.sampled_from([0, -3 * 86400])), min_size=1, max_size=8))
+    @settings(max_examples=100, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    def test_a_batch_answers_like_the_same_webhooks_one_by_one(
+            self, db: Database, admin: dict, bob: dict,
+            picks: list[tuple[str, int, int]]) -> None:
+        from tests.signals.conftest import user_id
+
+        run = uuid.uuid4().hex[:8]  # examples share the database: keys must not collide
+        bodies: list[dict | bytes] = [
+            signal_body(id=f"{run}-{key}", price=100 + variant, timestamp=iso_now(age))
+            for key, variant, age in picks]
+        batch = [_status(o) for o in self.deliver(db, bodies)]
+        owner = user_id(db, "bob@example.com")
+        intake = service.Intake(owner, None, EndpointAuth(WEBHOOK_SECRET,
+                                                          frozenset({"x_signature"})))
+        one_by_one = []
+        for body in bodies:
+            raw = encode(body)
+            with db.unit_of_work() as session:
+                one_by_one.append(_status(service.ingest_signal(
+                    session=session, intake=intake, raw_body=raw,
+                    parsed=service.parse_body(raw))))
+        assert batch == one_by_one
+
+
+def _status(outcome: service.Outcome) -> str:
+    """An outcome in a word: ACCEPTED, DUPLICATE, REJECTED:<code> or <http>:<code>."""
+    if isinstance(outcome, service.IngestResult):
+        return outcome.status if outcome.status != "REJECTED" \
+            else f"REJECTED:{outcome.error_code}"
+    return f"{outcome.status_code}:{outcome.code}"
 
 
 class TestReplayWindow:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Body, FastAPI, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from tradeloop.accounts.dependencies import CurrentUser
-from tradeloop.db import Database
+from tradeloop.batching import GroupCommit
+from tradeloop.db import Database, utcnow
 from tradeloop.deps import SessionDep, client_address
 from tradeloop.errors import AppError
 from tradeloop.logs import current_correlation_id
@@ -111,41 +113,48 @@ async def _receive(request: Request, endpoint_key: str | None) -> JSONResponse:
     correlation_id = current_correlation_id()
     try:
         raw_body = await read_body(request)
-        # Database work is synchronous; keep it off the event loop.
-        result = await run_in_threadpool(
-            _ingest, request.app.state.db, request.app.state.settings, endpoint_key, raw_body,
-            dict(request.headers), client_address(request), correlation_id, started)
+        delivery = service.Delivery(endpoint_key, raw_body, request.headers,
+                                    client_address(request), correlation_id, utcnow(), started)
+        outcome = await webhook_intake(request.app).submit(delivery)
     except AppError as exc:
-        error = WebhookError(code=exc.code, message=exc.message, details=exc.details,
-                             correlation_id=correlation_id)
-        return _answer("REJECTED", exc.message, exc.status_code, started, correlation_id,
-                       error=error, headers=exc.headers)
+        outcome = exc
+    if isinstance(outcome, AppError):
+        error = WebhookError(code=outcome.code, message=outcome.message,
+                             details=outcome.details, correlation_id=correlation_id)
+        return _answer("REJECTED", outcome.message, outcome.status_code, started,
+                       correlation_id, error=error, headers=outcome.headers)
     error = None
-    if result.status == "REJECTED":
-        error = WebhookError(code=result.error_code or "rejected", message=result.message,
-                             details=result.details, correlation_id=correlation_id)
-    return _answer(result.status, result.message, result.http_status, started,
-                   correlation_id, signal_id=result.signal_id, error=error)
+    if outcome.status == "REJECTED":
+        error = WebhookError(code=outcome.error_code or "rejected", message=outcome.message,
+                             details=outcome.details, correlation_id=correlation_id)
+    return _answer(outcome.status, outcome.message, outcome.http_status, started,
+                   correlation_id, signal_id=outcome.signal_id, error=error)
 
 
-def _ingest(db: Database, settings: Settings, endpoint_key: str | None, raw_body: bytes,
-            headers: dict[str, str], client_ip: str, correlation_id: str | None,
-            started: float | None = None) -> service.IngestResult:
-    # Our own unit of work, committed before we answer: ACCEPTED means durably stored.
+def webhook_intake(app: FastAPI) -> GroupCommit[service.Delivery, service.Outcome]:
+    """The app's webhook writer: concurrent webhooks share one committed transaction."""
+    intake = getattr(app.state, "webhook_intake", None)
+    if intake is None:
+        intake = GroupCommit(functools.partial(_commit_deliveries, app.state.db,
+                                               app.state.settings))
+        app.state.webhook_intake = intake
+    return intake
+
+
+def _commit_deliveries(db: Database, settings: Settings,
+                       deliveries: Sequence[service.Delivery]) -> list[service.Outcome]:
+    # Committed before anyone is answered: ACCEPTED means durably stored.
     with db.unit_of_work() as session:
-        if endpoint_key is None:
-            intake = service.default_intake(session=session,
-                                            webhook_secret=settings.secret("WEBHOOK_SECRET"))
-        else:
-            intake = service.endpoint_intake(session=session, endpoint_key=endpoint_key)
-        result = service.receive_webhook(
-            session=session, intake=intake, raw_body=raw_body, headers=headers,
-            client_ip=client_ip, correlation_id=correlation_id,
-            replay_window=replay_window(settings), started=started)
-        if result.status == "ACCEPTED" and settings.signal_process_on_ingest:
-            # Runs after the commit: the processor only ever sees a durably queued row.
+        outcomes = service.receive_webhooks(
+            session=session, deliveries=deliveries,
+            webhook_secret=settings.secret("WEBHOOK_SECRET"),
+            replay_window=replay_window(settings))
+        accepted = any(isinstance(o, service.IngestResult) and o.status == "ACCEPTED"
+                       for o in outcomes)
+        if accepted and settings.signal_process_on_ingest:
+            # Runs after the commit: the processor only ever sees durably queued rows.
             enqueue(session, signal_tasks.process_signal_queue.__name__)
-        return result
+        return outcomes
 
 
 def _answer(status_: str, message: str, http_status: int, started: float,

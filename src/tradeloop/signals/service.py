@@ -14,21 +14,20 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import Insert, Table, bindparam, inspect, select
+from sqlalchemy import Insert, Table, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tradeloop.accounts import service as accounts
 from tradeloop.db import utcnow
-from tradeloop.errors import NotFoundError, validation_fields
+from tradeloop.errors import AppError, NotFoundError, validation_fields
 from tradeloop.ownership import OwnedRepository
 from tradeloop.signals.auth import (
     WEBHOOK_ID_HEADER,
@@ -65,11 +64,8 @@ DEFAULT_REPLAY_WINDOW = timedelta(hours=24)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 DEFAULT_ENDPOINT_MODES = frozenset({AuthMode.X_SIGNATURE.value, AuthMode.BODY_SECRET.value})
 REDACTED = "[REDACTED]"
-_SIGNAL_COLUMNS = tuple(inspect(Signal).column_attrs)
-# The owner's signal with an idempotency key, scoped like SignalRepository.select() but built
-# once with bound parameters: every webhook asks it first.
-_BY_KEY = select(Signal).where(Signal.user_id == bindparam("owner_id"),
-                               Signal.idempotency_key == bindparam("key"))
+# What deduplication needs to know of a stored signal.
+_STORED_COLUMNS = (Signal.id, Signal.idempotency_key, Signal.body_hash, Signal.status)
 
 
 class SignalRepository(OwnedRepository[Signal]):
@@ -111,6 +107,64 @@ class IngestResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook request as the intake sees it (no HTTP objects).
+
+    `received_at` is when it arrived (arrival order is processing order); `started` its
+    `time.perf_counter()` then, so that the signal keeps its intake time.
+    """
+
+    endpoint_key: str | None  # None: the default `POST /webhook`
+    raw_body: bytes
+    headers: Mapping[str, str]
+    client_ip: str | None
+    correlation_id: str | None = None
+    received_at: datetime = field(default_factory=utcnow)
+    started: float | None = None
+
+
+# A webhook's outcome: an answer, or the error (401/403/404) that stored nothing.
+Outcome = IngestResult | AppError
+# (owner id, idempotency key): what the unique index makes unique.
+_OwnedKey = tuple[uuid.UUID, str]
+
+
+@dataclass(frozen=True)
+class _Item:
+    """An authenticated signal body, not yet validated."""
+
+    intake: Intake
+    raw_body: bytes
+    parsed: ParsedBody
+    webhook_id: str | None
+    correlation_id: str | None
+    now: datetime
+    started: float | None
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A valid signal waiting for deduplication."""
+
+    item: _Item
+    signal_in: WebhookSignalIn
+    key: str
+    digest: str
+    failure: _Failure
+
+    @property
+    def owned_key(self) -> _OwnedKey:
+        return self.item.intake.owner_id, self.key
+
+
+class _Stored(NamedTuple):
+    id: uuid.UUID
+    idempotency_key: str
+    body_hash: str
+    status: str
+
+
 def default_intake(*, session: Session, webhook_secret: str) -> Intake:
     """`POST /webhook`: owned by the earliest admin, WEBHOOK_SECRET, header or body secret."""
     owner_id = accounts.first_admin_id(session=session)
@@ -120,16 +174,17 @@ def default_intake(*, session: Session, webhook_secret: str) -> Intake:
     return Intake(owner_id, None, EndpointAuth(webhook_secret, DEFAULT_ENDPOINT_MODES))
 
 
-def endpoint_intake(*, session: Session, endpoint_key: str) -> Intake:
-    """`POST /webhook/{endpoint_key}`; an unknown or inactive key is NotFoundError."""
-    endpoint = session.scalars(select(WebhookEndpoint).where(
-        WebhookEndpoint.endpoint_key == endpoint_key,
-        WebhookEndpoint.is_active.is_(True))).first()
-    if endpoint is None:
-        raise NotFoundError("Unknown or inactive webhook endpoint")
-    auth = EndpointAuth(endpoint.secret, frozenset(endpoint.auth_modes),
-                        tuple(endpoint.ip_allowlist))
-    return Intake(endpoint.user_id, endpoint.id, auth)
+def endpoint_intakes(*, session: Session, endpoint_keys: Collection[str]) -> dict[str, Intake]:
+    """`POST /webhook/{endpoint_key}`: the active endpoints among `endpoint_keys`, one query."""
+    if not endpoint_keys:
+        return {}
+    rows = session.scalars(select(WebhookEndpoint).where(
+        WebhookEndpoint.endpoint_key.in_(set(endpoint_keys)),
+        WebhookEndpoint.is_active.is_(True)))
+    return {endpoint.endpoint_key: Intake(
+        endpoint.user_id, endpoint.id,
+        EndpointAuth(endpoint.secret, frozenset(endpoint.auth_modes),
+                     tuple(endpoint.ip_allowlist))) for endpoint in rows}
 
 
 def parse_body(raw_body: bytes) -> ParsedBody:
@@ -155,22 +210,25 @@ def parse_body(raw_body: bytes) -> ParsedBody:
     return ParsedBody(payload)
 
 
-def receive_webhook(*, session: Session, intake: Intake, raw_body: bytes,
-                    headers: Mapping[str, str], client_ip: str | None,
-                    correlation_id: str | None = None, now: datetime | None = None,
-                    replay_window: timedelta = DEFAULT_REPLAY_WINDOW,
-                    started: float | None = None) -> IngestResult:
-    """Parse, authenticate (raising 401/403 before anything is stored), then ingest.
+def receive_webhooks(*, session: Session, deliveries: Sequence[Delivery], webhook_secret: str,
+                     replay_window: timedelta = DEFAULT_REPLAY_WINDOW) -> list[Outcome]:
+    """Webhook requests in one unit of work, one outcome each, in order.
 
-    `started` is the request's `time.perf_counter()` start: the signal keeps its intake time.
+    Each is authenticated first: an AppError outcome (401/403/404) stores nothing. The rest
+    are validated, deduplicated and queued together, as if ingested one after the other.
     """
-    parsed = parse_body(raw_body)
-    verify_request(auth=intake.auth, raw_body=raw_body, headers=headers,
-                   payload=parsed.payload, client_ip=client_ip, now=now)
-    webhook_id = {k.lower(): v for k, v in headers.items()}.get(WEBHOOK_ID_HEADER)
-    return ingest_signal(session=session, intake=intake, raw_body=raw_body, parsed=parsed,
-                         webhook_id=webhook_id, correlation_id=correlation_id, now=now,
-                         replay_window=replay_window, started=started)
+    intakes = _intakes(session, deliveries, webhook_secret)
+    outcomes: dict[int, Outcome] = {}
+    items: list[tuple[int, _Item]] = []
+    for index, (delivery, intake) in enumerate(zip(deliveries, intakes, strict=True)):
+        authenticated = _authenticate(delivery, intake)
+        if isinstance(authenticated, AppError):
+            outcomes[index] = authenticated
+        else:
+            items.append((index, authenticated))
+    results = _ingest(session, [item for _, item in items], replay_window)
+    outcomes.update((index, result) for (index, _), result in zip(items, results, strict=True))
+    return [outcomes[index] for index in range(len(deliveries))]
 
 
 def ingest_signal(*, session: Session, intake: Intake, raw_body: bytes, parsed: ParsedBody,
@@ -178,39 +236,128 @@ def ingest_signal(*, session: Session, intake: Intake, raw_body: bytes, parsed: 
                   now: datetime | None = None,
                   replay_window: timedelta = DEFAULT_REPLAY_WINDOW,
                   started: float | None = None) -> IngestResult:
-    """Validate, deduplicate and queue an authenticated signal."""
-    now = now or utcnow()
-    failure = _Failure(session, intake, raw_body, parsed.payload, correlation_id, now)
-    if parsed.errors:
-        return failure.invalid(parsed.errors)
+    """Validate, deduplicate and queue one authenticated signal (live strategies, tests)."""
+    item = _Item(intake, raw_body, parsed, webhook_id, correlation_id, now or utcnow(), started)
+    return _ingest(session, [item], replay_window)[0]
+
+
+def _intakes(session: Session, deliveries: Sequence[Delivery],
+             webhook_secret: str) -> list[Intake | AppError]:
+    """Where each delivery lands, with one query per kind of endpoint in the batch."""
+    by_key = endpoint_intakes(session=session, endpoint_keys={
+        d.endpoint_key for d in deliveries if d.endpoint_key is not None})
+    default: Intake | AppError | None = None
+    if any(d.endpoint_key is None for d in deliveries):
+        try:
+            default = default_intake(session=session, webhook_secret=webhook_secret)
+        except AppError as exc:
+            default = exc
+    unknown = NotFoundError("Unknown or inactive webhook endpoint")
+    return [default if d.endpoint_key is None else by_key.get(d.endpoint_key, unknown)
+            for d in deliveries]  # type: ignore[misc]
+
+
+def _authenticate(delivery: Delivery, intake: Intake | AppError) -> _Item | AppError:
+    """Parse and check the caller's credentials; an AppError when they fail."""
+    if isinstance(intake, AppError):
+        return intake
+    parsed = parse_body(delivery.raw_body)
     try:
-        signal_in = WebhookSignalIn.model_validate(parsed.payload)
+        verify_request(auth=intake.auth, raw_body=delivery.raw_body, headers=delivery.headers,
+                       payload=parsed.payload, client_ip=delivery.client_ip,
+                       now=delivery.received_at)
+    except AppError as exc:
+        return exc
+    webhook_id = {k.lower(): v for k, v in delivery.headers.items()}.get(WEBHOOK_ID_HEADER)
+    return _Item(intake, delivery.raw_body, parsed, webhook_id, delivery.correlation_id,
+                 delivery.received_at, delivery.started)
+
+
+def _ingest(session: Session, items: Sequence[_Item],
+            replay_window: timedelta) -> list[IngestResult]:
+    """Validate, deduplicate and queue authenticated signals, as if one after the other."""
+    results: dict[int, IngestResult] = {}
+    pending: list[tuple[int, _Candidate]] = []
+    for position, item in enumerate(items):
+        checked = _validate(session, item)
+        if isinstance(checked, IngestResult):
+            results[position] = checked
+        else:
+            pending.append((position, checked))
+    while pending:
+        pending = _dedup_round(session, pending, results, replay_window)
+    return [results[position] for position in range(len(items))]
+
+
+def _validate(session: Session, item: _Item) -> IngestResult | _Candidate:
+    failure = _Failure(session, item)
+    if item.parsed.errors:
+        return failure.invalid(item.parsed.errors)
+    try:
+        signal_in = WebhookSignalIn.model_validate(item.parsed.payload)
     except ValidationError as exc:
         return failure.invalid(validation_fields(exc.errors()))
-    webhook_id = (webhook_id or "").strip() or None
+    webhook_id = (item.webhook_id or "").strip() or None
     if webhook_id and (len(webhook_id) > MAX_KEY_LENGTH or not webhook_id.isprintable()):
         return failure.invalid([{"field": "webhook-id", "type": "value_error",
                                  "message": f"At most {MAX_KEY_LENGTH} printable characters"}])
-    key = idempotency_key(signal_in, webhook_id)
-    digest = body_hash(parsed.payload)
-    existing = _find_by_key(session, intake.owner_id, key)
-    if existing is not None:
-        return _repeat(existing, digest, failure)
-    problem = _timing_problem(signal_in.timestamp, now, replay_window)
-    if problem is not None:
-        return failure.refused([problem], stage="replay", error_type=problem["type"])
-    signal = _new_signal(intake, signal_in, key, digest, correlation_id, now)
-    if started is not None:
-        # Measured before the INSERT so that recording it costs no extra UPDATE.
-        signal.ingest_ms = round((time.perf_counter() - started) * 1000, 3)
-    if not _insert_once(session, signal):
-        existing = _find_by_key(session, intake.owner_id, key)
-        assert existing is not None  # _insert_once only fails when the key exists
-        return _repeat(existing, digest, failure)
-    log.info("signal_accepted", signal_id=str(signal.id), symbol=signal.symbol,
-             direction=signal.direction, endpoint_id=str(intake.endpoint_id))
+    return _Candidate(item, signal_in, idempotency_key(signal_in, webhook_id),
+                      body_hash(item.parsed.payload), failure)
+
+
+def _dedup_round(session: Session, pending: list[tuple[int, _Candidate]],
+                 results: dict[int, IngestResult],
+                 replay_window: timedelta) -> list[tuple[int, _Candidate]]:
+    """Settle the first signal of each key in `pending` (one lookup, one multi-row insert)
+    and the later ones whose key is then stored; returns the rest for another round (later
+    signals whose key's first signal was refused, so that they are judged on their own)."""
+    firsts: dict[_OwnedKey, tuple[int, _Candidate]] = {}
+    repeats: list[tuple[int, _Candidate]] = []
+    for position, candidate in pending:
+        if candidate.owned_key in firsts:
+            repeats.append((position, candidate))
+        else:
+            firsts[candidate.owned_key] = (position, candidate)
+    stored = _stored_by_key(session, firsts.keys())
+    fresh: list[tuple[int, _Candidate, dict[str, Any]]] = []
+    for owned_key, (position, candidate) in firsts.items():
+        if owned_key in stored:
+            results[position] = _repeat(stored[owned_key], candidate)
+            continue
+        problem = _timing_problem(candidate.signal_in.timestamp, candidate.item.now,
+                                  replay_window)
+        if problem is not None:
+            results[position] = candidate.failure.refused(
+                [problem], stage="replay", error_type=problem["type"])
+        else:
+            fresh.append((position, candidate, _signal_row(candidate)))
+    inserted = _insert_new(session, [row for _, _, row in fresh])
+    lost: list[tuple[int, _Candidate]] = []
+    for position, candidate, row in fresh:
+        if row["id"] in inserted:
+            stored[candidate.owned_key] = _Stored(row["id"], row["idempotency_key"],
+                                                  row["body_hash"], row["status"])
+            results[position] = _accepted(candidate, row)
+        else:
+            lost.append((position, candidate))
+    if lost:
+        # Stored by a concurrent request (another process) between our look and our insert.
+        stored.update(_stored_by_key(session, [c.owned_key for _, c in lost]))
+    later = []
+    for position, candidate in [*lost, *repeats]:
+        if candidate.owned_key in stored:
+            results[position] = _repeat(stored[candidate.owned_key], candidate)
+        else:
+            later.append((position, candidate))
+    return later
+
+
+def _accepted(candidate: _Candidate, row: dict[str, Any]) -> IngestResult:
+    log.info("signal_accepted", signal_id=str(row["id"]), symbol=row["symbol"],
+             direction=row["direction"], endpoint_id=str(candidate.item.intake.endpoint_id),
+             correlation_id=candidate.item.correlation_id)
     return IngestResult("ACCEPTED", "Signal received and queued for processing", 200,
-                        signal_id=signal.id)
+                        signal_id=row["id"])
 
 
 def idempotency_key(signal_in: WebhookSignalIn, webhook_id: str | None = None) -> str:
@@ -230,65 +377,68 @@ def body_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _new_signal(intake: Intake, signal_in: WebhookSignalIn, key: str, digest: str,
-                correlation_id: str | None, now: datetime) -> Signal:
-    metadata = signal_in.metadata.model_dump(mode="json", exclude_unset=True)
-    return Signal(
-        id=uuid.uuid4(), user_id=intake.owner_id, endpoint_id=intake.endpoint_id,
-        origin=intake.origin.value, source=signal_in.source, symbol=signal_in.symbol,
-        direction=signal_in.side.value, raw_direction=signal_in.direction,
-        timeframe=signal_in.timeframe, signal_time=signal_in.timestamp, price=signal_in.price,
-        score=signal_in.metadata.score, confidence=signal_in.metadata.confidence,
-        metadata_=metadata, idempotency_key=key, body_hash=digest,
-        status=SignalStatus.QUEUED.value, received_at=now, correlation_id=correlation_id)
+def _signal_row(candidate: _Candidate) -> dict[str, Any]:
+    """The new signal's row, keyed by column name (`metadata_` is stored as `metadata`)."""
+    item, signal_in = candidate.item, candidate.signal_in
+    # Measured before the INSERT, so that recording it costs no extra UPDATE.
+    ingest_ms = (None if item.started is None
+                 else round((time.perf_counter() - item.started) * 1000, 3))
+    return {
+        "id": uuid.uuid4(), "user_id": item.intake.owner_id,
+        "endpoint_id": item.intake.endpoint_id, "origin": item.intake.origin.value,
+        "source": signal_in.source, "symbol": signal_in.symbol,
+        "direction": signal_in.side.value, "raw_direction": signal_in.direction,
+        "timeframe": signal_in.timeframe, "signal_time": signal_in.timestamp,
+        "price": signal_in.price, "score": signal_in.metadata.score,
+        "confidence": signal_in.metadata.confidence,
+        "metadata": signal_in.metadata.model_dump(mode="json", exclude_unset=True),
+        "idempotency_key": candidate.key, "body_hash": candidate.digest,
+        "status": SignalStatus.QUEUED.value, "received_at": item.now, "ingest_ms": ingest_ms,
+        "correlation_id": item.correlation_id, "inserted_at": item.now, "updated_at": item.now}
 
 
-def _insert_once(session: Session, signal: Signal) -> bool:
-    """Insert; False when a concurrent request stored the same key first (the index decides)."""
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """Insert the rows in one statement; returns the ids that went in. A row whose key a
+    concurrent request stored first is skipped (the unique index decides); any other
+    constraint still raises IntegrityError."""
+    if not rows:
+        return set()
     statement = _insert_unless_key_exists(session.get_bind().dialect.name)
-    if statement is not None:
-        # One statement, no savepoint and no ORM flush: the webhook's hot path. Any other
-        # constraint still raises IntegrityError.
-        return session.execute(statement, _column_values(signal)).first() is not None
-    try:
-        with session.begin_nested():
-            session.add(signal)
-    except IntegrityError:
-        if _find_by_key(session, signal.user_id, signal.idempotency_key) is None:
-            raise  # some other constraint: a real failure, not a duplicate
-        return False
-    return True
+    return set(session.scalars(statement, rows))
 
 
 @functools.cache
-def _insert_unless_key_exists(dialect: str) -> Insert | None:
-    """INSERT … ON CONFLICT (user_id, idempotency_key) DO NOTHING, where the dialect has it."""
+def _insert_unless_key_exists(dialect: str) -> Insert:
+    """INSERT … ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id."""
     dialects: dict[str, Callable[[Table], Any]] = {"postgresql": postgresql.insert,
                                                   "sqlite": sqlite.insert}
     if dialect not in dialects:
-        return None
-    # RETURNING says whether the row went in (rowcount is not reliable on every driver).
+        raise NotImplementedError(f"Signal intake supports SQLite and PostgreSQL, not {dialect}")
+    # RETURNING says which rows went in (rowcount is not reliable on every driver).
     table = Signal.__table__
     return (dialects[dialect](table)
             .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
             .returning(table.c.id))
 
 
-def _column_values(signal: Signal) -> dict[str, Any]:
-    """The new signal's row, keyed by column name (`metadata_` is stored as `metadata`)."""
-    return {attribute.columns[0].key: getattr(signal, attribute.key)
-            for attribute in _SIGNAL_COLUMNS}
+def _stored_by_key(session: Session, owned_keys: Collection[_OwnedKey]) -> dict[_OwnedKey, _Stored]:
+    """The stored signals with these (owner, idempotency key) pairs, in one query."""
+    if not owned_keys:
+        return {}
+    keys_by_owner: dict[uuid.UUID, list[str]] = {}
+    for owner_id, key in owned_keys:
+        keys_by_owner.setdefault(owner_id, []).append(key)
+    rows = session.execute(select(*_STORED_COLUMNS, Signal.user_id).where(or_(*(
+        and_(Signal.user_id == owner_id, Signal.idempotency_key.in_(keys))
+        for owner_id, keys in keys_by_owner.items()))))
+    return {(row.user_id, row.idempotency_key): _Stored(*row[:-1]) for row in rows}
 
 
-def _find_by_key(session: Session, owner_id: uuid.UUID, key: str) -> Signal | None:
-    return session.scalars(_BY_KEY, {"owner_id": owner_id, "key": key}).first()
-
-
-def _repeat(existing: Signal, digest: str, failure: _Failure) -> IngestResult:
-    if existing.body_hash == digest:
+def _repeat(existing: _Stored, candidate: _Candidate) -> IngestResult:
+    if existing.body_hash == candidate.digest:
         return IngestResult("DUPLICATE", f"Signal already received (status {existing.status}); "
                             "nothing changed", 200, signal_id=existing.id)
-    return failure.conflict(existing)
+    return candidate.failure.conflict(existing)
 
 
 def _timing_problem(signal_time: datetime, now: datetime,
@@ -306,11 +456,8 @@ def _timing_problem(signal_time: datetime, now: datetime,
 class _Failure:
     """Writes the processing_errors row of a refused signal and builds its answer."""
 
-    def __init__(self, session: Session, intake: Intake, raw_body: bytes, payload: Any,
-                 correlation_id: str | None, now: datetime):
-        self.session, self.intake, self.correlation_id, self.now = (
-            session, intake, correlation_id, now)
-        self.raw_body, self.payload = raw_body, payload
+    def __init__(self, session: Session, item: _Item):
+        self.session, self.item = session, item
 
     def invalid(self, fields: list[dict[str, str]], *, stage: str = "validation",
                 error_type: str = "validation_error") -> IngestResult:
@@ -330,7 +477,7 @@ class _Failure:
         return IngestResult("REJECTED", message, http_status, error_code=error_type,
                             details={"fields": fields})
 
-    def conflict(self, existing: Signal) -> IngestResult:
+    def conflict(self, existing: _Stored) -> IngestResult:
         message = "idempotency key reused with a different body"
         details = {"idempotency_key": existing.idempotency_key, "signal_id": str(existing.id)}
         self._record("deduplication", "idempotency_conflict", message, details)
@@ -339,15 +486,16 @@ class _Failure:
 
     def _record(self, stage: str, error_type: str, message: str,
                 details: dict[str, Any]) -> None:
+        item = self.item
         self.session.add(ProcessingError(
-            user_id=self.intake.owner_id, endpoint_id=self.intake.endpoint_id,
-            correlation_id=self.correlation_id, stage=stage, error_type=error_type,
+            user_id=item.intake.owner_id, endpoint_id=item.intake.endpoint_id,
+            correlation_id=item.correlation_id, stage=stage, error_type=error_type,
             message=storable_text(message)[:4000], details=details,
-            raw_body=redacted_body(self.raw_body, self.payload, self.intake.auth.secret),
-            received_at=self.now))
+            raw_body=redacted_body(item.raw_body, item.parsed.payload, item.intake.auth.secret),
+            received_at=item.now))
         self.session.flush()
         log.info("signal_rejected", stage=stage, error_type=error_type,
-                 endpoint_id=str(self.intake.endpoint_id))
+                 endpoint_id=str(item.intake.endpoint_id), correlation_id=item.correlation_id)
 
 
 def redacted_body(raw_body: bytes, payload: Any, secret: str) -> str:
