@@ -6,13 +6,15 @@ import importlib
 
 from fastapi import APIRouter
 
+# Routes are matched in this order, one by one: the signals router (its first routes are the
+# webhooks, the hot path under alert bursts) comes first so a webhook skips the other ~200.
 ROUTER_MODULES = (
+    "tradeloop.signals.api",
     "tradeloop.health",
     "tradeloop.accounts.api",
     "tradeloop.market_data.api",
     "tradeloop.strategies.api",
     "tradeloop.backtest.api",
-    "tradeloop.signals.api",
     "tradeloop.signals.gex_api",
     "tradeloop.signals.metrics_api",
     "tradeloop.prompts.api",

@@ -71,8 +71,11 @@ def first_admin(*, session: Session) -> User | None:
 
 
 # Built once: the default webhook asks on every request, and only needs the id.
-_FIRST_ADMIN_ID = (select(User.id).where(User.is_admin.is_(True))
-                   .order_by(User.inserted_at, User.id).limit(1))
+# On the table's columns, not the entity's: a plain Core statement skips the ORM's
+# per-execution work (every default webhook asks it).
+_USERS = User.__table__.c
+_FIRST_ADMIN_ID = (select(_USERS.id).where(_USERS.is_admin.is_(True))
+                   .order_by(_USERS.inserted_at, _USERS.id).limit(1))
 
 
 def first_admin_id(*, session: Session) -> uuid.UUID | None:

@@ -75,7 +75,7 @@ def _int_as_str(value: Any) -> Any:
 def _clean_json(value: Any, path: str = "metadata") -> None:
     """Raise when a nested string cannot be stored (NUL, lone surrogates)."""
     if isinstance(value, str):
-        if "\x00" in value or _has_surrogate(value):
+        if "\x00" in value or has_surrogate(value):
             raise ValueError(f"{path} contains a NUL byte or an invalid unicode character")
     elif isinstance(value, dict):
         for key, item in value.items():
@@ -86,8 +86,13 @@ def _clean_json(value: Any, path: str = "metadata") -> None:
             _clean_json(item, f"{path}[{index}]")
 
 
-def _has_surrogate(value: str) -> bool:
-    return any("\ud800" <= char <= "\udfff" for char in value)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_surrogate(value: str) -> bool:
+    """Whether `value` holds a lone surrogate (a JSON `\\ud800` escape), which UTF-8 and
+    PostgreSQL cannot store."""
+    return _SURROGATE.search(value) is not None
 
 
 def _stripped(max_length: int) -> Any:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import Insert, Table, and_, or_, select
+from sqlalchemy import Insert, Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -49,7 +49,7 @@ from tradeloop.signals.outbox import (
     next_queued,
     requeue_abandoned,
 )
-from tradeloop.signals.schemas import MAX_KEY_LENGTH, WebhookSignalIn
+from tradeloop.signals.schemas import MAX_KEY_LENGTH, WebhookSignalIn, has_surrogate
 
 # Re-exported: the service is the one entry point for callers outside the package.
 __all__ = ["check_ip", "claim_signals", "finish_signal", "next_queued", "requeue_abandoned",
@@ -64,8 +64,20 @@ DEFAULT_REPLAY_WINDOW = timedelta(hours=24)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 DEFAULT_ENDPOINT_MODES = frozenset({AuthMode.X_SIGNATURE.value, AuthMode.BODY_SECRET.value})
 REDACTED = "[REDACTED]"
-# What deduplication needs to know of a stored signal.
-_STORED_COLUMNS = (Signal.id, Signal.idempotency_key, Signal.body_hash, Signal.status)
+# Statements of the intake's hot path, built once on the tables' columns: plain Core
+# statements skip the ORM's per-execution work.
+_SIGNALS = Signal.__table__.c
+_ENDPOINTS = WebhookEndpoint.__table__.c
+# What deduplication needs to know of an owner's stored signals with some keys.
+_STORED_BY_KEY = select(_SIGNALS.id, _SIGNALS.idempotency_key, _SIGNALS.body_hash,
+                        _SIGNALS.status).where(
+    _SIGNALS.user_id == bindparam("owner_id"),
+    _SIGNALS.idempotency_key.in_(bindparam("keys", expanding=True)))
+_ACTIVE_ENDPOINTS = select(_ENDPOINTS.endpoint_key, _ENDPOINTS.user_id, _ENDPOINTS.id,
+                           _ENDPOINTS.secret, _ENDPOINTS.auth_modes,
+                           _ENDPOINTS.ip_allowlist).where(
+    _ENDPOINTS.endpoint_key.in_(bindparam("keys", expanding=True)),
+    _ENDPOINTS.is_active.is_(True))
 
 
 class SignalRepository(OwnedRepository[Signal]):
@@ -178,19 +190,18 @@ def endpoint_intakes(*, session: Session, endpoint_keys: Collection[str]) -> dic
     """`POST /webhook/{endpoint_key}`: the active endpoints among `endpoint_keys`, one query."""
     if not endpoint_keys:
         return {}
-    rows = session.scalars(select(WebhookEndpoint).where(
-        WebhookEndpoint.endpoint_key.in_(set(endpoint_keys)),
-        WebhookEndpoint.is_active.is_(True)))
-    return {endpoint.endpoint_key: Intake(
-        endpoint.user_id, endpoint.id,
-        EndpointAuth(endpoint.secret, frozenset(endpoint.auth_modes),
-                     tuple(endpoint.ip_allowlist))) for endpoint in rows}
+    rows = session.execute(_ACTIVE_ENDPOINTS, {"keys": list(set(endpoint_keys))})
+    return {row.endpoint_key: Intake(
+        row.user_id, row.id,
+        EndpointAuth(row.secret, frozenset(row.auth_modes), tuple(row.ip_allowlist)))
+        for row in rows}
 
 
 def parse_body(raw_body: bytes) -> ParsedBody:
     """JSON whatever the content type (TradingView posts JSON as text/plain)."""
     try:
-        payload = json.loads(raw_body.decode("utf-8-sig"), parse_constant=_no_constant)
+        text = raw_body.decode("utf-8-sig")
+        payload = json.loads(text, parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         return ParsedBody(None, [_body_error(f"Body is not UTF-8 ({exc.reason})")])
     except json.JSONDecodeError as exc:
@@ -200,10 +211,14 @@ def parse_body(raw_body: bytes) -> ParsedBody:
         return ParsedBody(None, [_body_error(f"Body is not valid JSON: {exc}")])
     if not isinstance(payload, dict):
         return ParsedBody(payload, [_body_error("Body must be a JSON object")])
-    depth, has_surrogate = _inspect(payload)
+    # Cheap bounds before walking the payload: nesting takes brackets, and a lone surrogate
+    # can only come from a \u escape (a UTF-8 body cannot hold one).
+    if text.count("{") + text.count("[") <= MAX_JSON_DEPTH and "\\u" not in text:
+        return ParsedBody(payload)
+    depth, surrogate = _inspect(payload)
     if depth > MAX_JSON_DEPTH:
         return ParsedBody(payload, [_body_error(f"JSON nested deeper than {MAX_JSON_DEPTH}")])
-    if has_surrogate:
+    if surrogate:
         # Unencodable as UTF-8, so neither storable nor checkable field by field.
         return ParsedBody(payload, [_body_error("Body contains a lone unicode surrogate "
                                                 "escape (\\ud800-\\udfff)")])
@@ -398,27 +413,31 @@ def _signal_row(candidate: _Candidate) -> dict[str, Any]:
 
 
 def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
-    """Insert the rows in one statement; returns the ids that went in. A row whose key a
-    concurrent request stored first is skipped (the unique index decides); any other
-    constraint still raises IntegrityError."""
+    """Insert the rows; returns the ids that went in. A row whose key a concurrent request
+    stored first is skipped (the unique index decides); any other constraint still raises.
+
+    A plain executemany (no RETURNING): the drivers send one small statement with many
+    parameter sets, which beats a multi-row statement that psycopg must parse anew for
+    every batch size. The row count tells whether every row went in.
+    """
     if not rows:
         return set()
-    statement = _insert_unless_key_exists(session.get_bind().dialect.name)
-    return set(session.scalars(statement, rows))
+    result = session.execute(_insert_unless_key_exists(session.get_bind().dialect.name), rows)
+    ids = [row["id"] for row in rows]
+    if result.rowcount == len(rows):  # type: ignore[attr-defined]
+        return set(ids)
+    return set(session.scalars(select(_SIGNALS.id).where(_SIGNALS.id.in_(ids))))
 
 
 @functools.cache
 def _insert_unless_key_exists(dialect: str) -> Insert:
-    """INSERT … ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id."""
+    """INSERT … ON CONFLICT (user_id, idempotency_key) DO NOTHING."""
     dialects: dict[str, Callable[[Table], Any]] = {"postgresql": postgresql.insert,
                                                   "sqlite": sqlite.insert}
     if dialect not in dialects:
         raise NotImplementedError(f"Signal intake supports SQLite and PostgreSQL, not {dialect}")
-    # RETURNING says which rows went in (rowcount is not reliable on every driver).
-    table = Signal.__table__
-    return (dialects[dialect](table)
-            .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
-            .returning(table.c.id))
+    return (dialects[dialect](Signal.__table__)
+            .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"]))
 
 
 def _stored_by_key(session: Session, owned_keys: Collection[_OwnedKey]) -> dict[_OwnedKey, _Stored]:
@@ -428,10 +447,9 @@ def _stored_by_key(session: Session, owned_keys: Collection[_OwnedKey]) -> dict[
     keys_by_owner: dict[uuid.UUID, list[str]] = {}
     for owner_id, key in owned_keys:
         keys_by_owner.setdefault(owner_id, []).append(key)
-    rows = session.execute(select(*_STORED_COLUMNS, Signal.user_id).where(or_(*(
-        and_(Signal.user_id == owner_id, Signal.idempotency_key.in_(keys))
-        for owner_id, keys in keys_by_owner.items()))))
-    return {(row.user_id, row.idempotency_key): _Stored(*row[:-1]) for row in rows}
+    return {(owner_id, row.idempotency_key): _Stored(*row)
+            for owner_id, keys in keys_by_owner.items()  # one owner, but for live strategies
+            for row in session.execute(_STORED_BY_KEY, {"owner_id": owner_id, "keys": keys})}
 
 
 def _repeat(existing: _Stored, candidate: _Candidate) -> IngestResult:
@@ -534,17 +552,13 @@ def _inspect(value: Any) -> tuple[int, bool]:
         item, level = stack.pop()
         deepest = max(deepest, level)
         if isinstance(item, str):
-            surrogate = surrogate or _has_surrogate(item)
+            surrogate = surrogate or has_surrogate(item)
         elif isinstance(item, dict):
             stack.extend((key, level) for key in item)
             stack.extend((child, level + 1) for child in item.values())
         elif isinstance(item, list):
             stack.extend((child, level + 1) for child in item)
     return deepest, surrogate
-
-
-def _has_surrogate(text: str) -> bool:
-    return any("\ud800" <= char <= "\udfff" for char in text)
 
 
 # --- reads ----------------------------------------------------------------------------------
