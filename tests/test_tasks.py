@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -119,3 +120,10 @@ def test_task_runs_on_a_real_celery_worker(tmp_path: Path) -> None:
         output, _ = worker.communicate(timeout=30)
         db.dispose()
     assert "purge_expired_tokens" in output
+    # The worker keeps our logging: structlog's events and Celery's own records are JSON
+    # lines (Celery's default handler would have printed the events as Python dicts).
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    finished = [line for line in lines if line["event"] == "task_finished"]
+    assert finished and finished[0]["logger"] == "tradeloop.tasks"
+    assert finished[0]["task"] == "purge_expired_tokens"
+    assert any(line["logger"].startswith("celery.") for line in lines)
