@@ -89,6 +89,21 @@ def test_unhandled_error_is_json_500_with_correlation_id(client: TestClient,
     assert (errors[0]["level"], errors[0]["logger"]) == ("error", "tradeloop.errors")
     assert errors[0]["exception"].endswith("RuntimeError: boom")
     assert ISO_UTC.fullmatch(errors[0]["timestamp"])
+    [access] = [line for line in json_lines(buffer) if line["event"] == "http_request"]
+    assert (access["status"], access["correlation_id"]) == (500, "trace-500")
+
+
+def test_every_request_has_one_access_line(client: TestClient,
+                                           reconfigure: Reconfigure) -> None:
+    buffer = reconfigure()
+    response = client.get("/api/v1/auth/me", headers={"X-Request-ID": "access-1"})
+    assert response.status_code == 401
+    [access] = [line for line in json_lines(buffer) if line["event"] == "http_request"]
+    assert {key: access[key] for key in ("method", "path", "status", "correlation_id",
+                                         "logger", "level")} == {
+        "method": "GET", "path": "/api/v1/auth/me", "status": 401,
+        "correlation_id": "access-1", "logger": "tradeloop.access", "level": "info"}
+    assert access["duration_ms"] >= 0 and access["client"]
 
 
 def test_structlog_exception_line(reconfigure: Reconfigure) -> None:

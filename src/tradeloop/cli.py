@@ -457,10 +457,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
     console.print(f"tradeloop on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     if workers > 1:
         uvicorn.run("tradeloop.app:create_app", factory=True, host=host, port=port,
-                    workers=workers, proxy_headers=True, log_config=None)
+                    workers=workers, proxy_headers=True, log_config=None, access_log=False)
         return
+    # access_log=False: the app writes its own access line (logs.CorrelationIdMiddleware).
     uvicorn.run(create_app(settings, db, run_background=True), host=host, port=port,
-                proxy_headers=True, log_config=None)
+                proxy_headers=True, log_config=None, access_log=False)
 
 
 @app.command()

@@ -216,7 +216,12 @@ def _configure_stdlib(level: int, shared: list[Processor], renderer: Processor) 
 
 
 class CorrelationIdMiddleware:
-    """Accept `X-Request-ID` (or generate one), bind it for the request, echo it back."""
+    """Accept `X-Request-ID` (or generate one), bind it for the request, echo it back, and
+    write the request's access line (`http_request`: method, path, status, duration).
+
+    The access line replaces uvicorn's (`serve` turns that off): it carries the correlation
+    id, and as a structlog event it costs a fraction of a stdlib record.
+    """
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -225,35 +230,44 @@ class CorrelationIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         incoming = dict(scope["headers"]).get(CORRELATION_HEADER.lower().encode())
         candidate = incoming.decode("latin-1").strip() if incoming else ""
         valid = 0 < len(candidate) <= _MAX_INCOMING_ID_LENGTH and candidate.isprintable()
         structlog.contextvars.clear_contextvars()
         correlation_id = bind_correlation_id(candidate if valid else None)
+        status: int | None = None
 
         async def send_with_header(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((CORRELATION_HEADER.lower().encode(), correlation_id.encode()))
                 message["headers"] = headers
             await send(message)
 
-        response_started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send_with_header(message)
-
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, send_with_header)
         except Exception:
             # Answer here rather than in Starlette's outermost error middleware, so the
             # 500 still carries the correlation id in its body and header.
             logging.getLogger("tradeloop.errors").exception("unhandled_error")
-            if response_started:
+            if status is not None:
                 raise
             await _send_internal_error(send_with_header, correlation_id)
+        finally:
+            _access_log.info("http_request", method=scope["method"], path=scope["path"],
+                             status=status, client=_client(scope),
+                             duration_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+_access_log = structlog.get_logger("tradeloop.access")
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
 
 
 async def _send_internal_error(send: Send, correlation_id: str) -> None:
