@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from tests.conftest import api_headers, make_settings, wait_for_tasks
 from tests.signals.conftest import (
@@ -86,6 +88,44 @@ def test_abandoned_claims_are_requeued(db: Database, alice: dict) -> None:
         later = datetime.now(UTC) + timedelta(minutes=6)
         assert service.requeue_abandoned(session=session, now=later) == 1
     assert claim(db) == [first]
+
+
+def test_a_key_held_by_an_uncommitted_transaction_is_a_duplicate_once_it_commits(
+        database_url: str) -> None:
+    """The unique index decides a race between transactions: the second waits for the first
+    (SQLite's write lock, PostgreSQL's conflicting row) and then answers DUPLICATE."""
+    db = Database(create_db_engine(database_url))
+    email = f"signals-tx-race-{uuid.uuid4().hex[:8]}@example.com"
+    api_headers(db, email)
+    intake = service.Intake(user_id(db, email), None,
+                            EndpointAuth("s", frozenset({"x_signature"})))
+    raw = json.dumps(signal_body(id=f"race-{uuid.uuid4().hex}")).encode()
+
+    def ingest(session: Session) -> str:
+        return service.ingest_signal(session=session, intake=intake, raw_body=raw,
+                                     parsed=service.parse_body(raw)).status
+
+    first = db.session_factory()
+    try:
+        assert ingest(first) == "ACCEPTED"  # inserted, not committed
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            def second() -> str:
+                with db.unit_of_work() as session:
+                    return ingest(session)
+
+            answer = pool.submit(second)
+            time.sleep(0.5)
+            assert not answer.done()  # waiting for the first transaction
+            first.commit()
+            assert answer.result(timeout=30) == "DUPLICATE"
+        with db.unit_of_work() as session:
+            assert session.scalar(select(func.count()).select_from(Signal).where(
+                Signal.user_id == intake.owner_id)) == 1
+    finally:
+        first.close()
+        with db.unit_of_work() as session:
+            session.execute(delete(User).where(User.email == email))
+        db.dispose()
 
 
 def test_fifty_simultaneous_identical_signals_store_one(

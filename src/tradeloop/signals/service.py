@@ -300,7 +300,10 @@ def _ingest(session: Session, items: Sequence[_Item],
         else:
             pending.append((position, checked))
     while pending:
-        pending = _dedup_round(session, pending, results, replay_window)
+        unsettled = _dedup_round(session, pending, results, replay_window)
+        if len(unsettled) == len(pending):
+            raise RuntimeError("signal deduplication made no progress")  # a broken index
+        pending = unsettled
     return [results[position] for position in range(len(items))]
 
 
@@ -323,9 +326,14 @@ def _validate(session: Session, item: _Item) -> IngestResult | _Candidate:
 def _dedup_round(session: Session, pending: list[tuple[int, _Candidate]],
                  results: dict[int, IngestResult],
                  replay_window: timedelta) -> list[tuple[int, _Candidate]]:
-    """Settle the first signal of each key in `pending` (one lookup, one multi-row insert)
-    and the later ones whose key is then stored; returns the rest for another round (later
-    signals whose key's first signal was refused, so that they are judged on their own)."""
+    """Settle the first signal of each key in `pending` and the later ones whose key is then
+    stored; returns the rest for another round (later signals whose key's first signal was
+    refused, so that they are judged on their own).
+
+    Timely signals are inserted straight away (one statement) and the unique index skips
+    keys already stored; only those, and signals outside the replay window (a stored one is
+    a duplicate, not a replay), are looked up (one query).
+    """
     firsts: dict[_OwnedKey, tuple[int, _Candidate]] = {}
     repeats: list[tuple[int, _Candidate]] = []
     for position, candidate in pending:
@@ -333,33 +341,35 @@ def _dedup_round(session: Session, pending: list[tuple[int, _Candidate]],
             repeats.append((position, candidate))
         else:
             firsts[candidate.owned_key] = (position, candidate)
-    stored = _stored_by_key(session, firsts.keys())
     fresh: list[tuple[int, _Candidate, dict[str, Any]]] = []
-    for owned_key, (position, candidate) in firsts.items():
-        if owned_key in stored:
-            results[position] = _repeat(stored[owned_key], candidate)
-            continue
+    untimely: list[tuple[int, _Candidate, dict[str, str]]] = []
+    for position, candidate in firsts.values():
         problem = _timing_problem(candidate.signal_in.timestamp, candidate.item.now,
                                   replay_window)
-        if problem is not None:
-            results[position] = candidate.failure.refused(
-                [problem], stage="replay", error_type=problem["type"])
-        else:
+        if problem is None:
             fresh.append((position, candidate, _signal_row(candidate)))
+        else:
+            untimely.append((position, candidate, problem))
     inserted = _insert_new(session, [row for _, _, row in fresh])
-    lost: list[tuple[int, _Candidate]] = []
+    stored: dict[_OwnedKey, _Stored] = {}
+    skipped: list[tuple[int, _Candidate]] = []
     for position, candidate, row in fresh:
         if row["id"] in inserted:
             stored[candidate.owned_key] = _Stored(row["id"], row["idempotency_key"],
                                                   row["body_hash"], row["status"])
             results[position] = _accepted(candidate, row)
+        else:  # stored before (a repeat), or by a concurrent request a moment ago
+            skipped.append((position, candidate))
+    stored.update(_stored_by_key(session, [c.owned_key for _, c in skipped]
+                                 + [c.owned_key for _, c, _ in untimely]))
+    for position, candidate, problem in untimely:
+        if candidate.owned_key in stored:
+            results[position] = _repeat(stored[candidate.owned_key], candidate)
         else:
-            lost.append((position, candidate))
-    if lost:
-        # Stored by a concurrent request (another process) between our look and our insert.
-        stored.update(_stored_by_key(session, [c.owned_key for _, c in lost]))
+            results[position] = candidate.failure.refused(
+                [problem], stage="replay", error_type=problem["type"])
     later = []
-    for position, candidate in [*lost, *repeats]:
+    for position, candidate in [*skipped, *repeats]:
         if candidate.owned_key in stored:
             results[position] = _repeat(stored[candidate.owned_key], candidate)
         else:
@@ -436,8 +446,10 @@ def _insert_unless_key_exists(dialect: str) -> Insert:
                                                   "sqlite": sqlite.insert}
     if dialect not in dialects:
         raise NotImplementedError(f"Signal intake supports SQLite and PostgreSQL, not {dialect}")
+    # preserve_rowcount: psycopg's cursor forgets the count once SQLAlchemy is done with it.
     return (dialects[dialect](Signal.__table__)
-            .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"]))
+            .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
+            .execution_options(preserve_rowcount=True))
 
 
 def _stored_by_key(session: Session, owned_keys: Collection[_OwnedKey]) -> dict[_OwnedKey, _Stored]:
