@@ -280,8 +280,8 @@ def run_wrk(wrk: str, server: Server, pool: Path, *, connections: int, duration_
 
 
 def pool_size(expected_rps: float, duration_s: int) -> int:
-    """Enough distinct signals for a run at up to twice the expected rate."""
-    return int(max(2_000, expected_rps * duration_s * 2))
+    """Enough distinct signals for a run at up to three times the expected rate."""
+    return int(max(2_000, expected_rps * duration_s * 3))
 
 
 def wrk_run(wrk: str, server: Server, workdir: Path, *, expected_rps: float, connections: int,
@@ -308,11 +308,11 @@ def bench_throughput(cfg: Config, report: Report, wrk: str, workdir: Path,
     """Rounds of (a), (b) SQLite, (b) PostgreSQL alternating, so all see the same load."""
     results: dict[str, list[WrkResult]] = {name: [] for name in servers}
     for name, server in servers.items():  # warm-up: imports, caches, connection pools
-        wrk_run(wrk, server, workdir, expected_rps=3_000, connections=CONNECTIONS,
+        wrk_run(wrk, server, workdir, expected_rps=5_000, connections=CONNECTIONS,
                 duration_s=2, check_url=urls[name])
     for _ in range(cfg.rounds):
         for name, server in servers.items():
-            expected = max((r.rps for r in results["baseline"]), default=3_000)
+            expected = max((r.rps for r in results["baseline"]), default=5_000)
             results[name].append(wrk_run(wrk, server, workdir, expected_rps=expected,
                                          connections=CONNECTIONS, duration_s=cfg.duration_s,
                                          check_url=urls[name]))
