@@ -243,9 +243,10 @@ def periods_per_year(ts: np.ndarray, period: int | None,
         day_ends = period_ends(ts, "D")
     # True on the Saturdays and Sundays among the days with bars: numpy's business-day
     # calendar with a weekend-only week mask costs half an integer modulo for the weekday.
-    weekend = np.is_busday((ts[day_ends] // _NS_PER_DAY).view("datetime64[D]"),
-                           weekmask="0000011")
-    if len(day_ends) == len(ts):   # one bar a day
+    one_bar_a_day = len(day_ends) == len(ts)   # then day_ends are all the bars
+    day_ts = ts if one_bar_a_day else ts[day_ends]
+    weekend = np.is_busday((day_ts // _NS_PER_DAY).view("datetime64[D]"), weekmask="0000011")
+    if one_bar_a_day:
         weekend_bars = np.count_nonzero(weekend)
     else:
         bars_per_day = np.empty(len(day_ends), dtype=day_ends.dtype)   # np.diff(prepend=-1)
@@ -294,12 +295,29 @@ def _last_before_each(ts: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return ends[keep]
 
 
+def _at(values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """values[ends], or values itself (not a copy: callers only read it) when every bar ends
+    a period, as with daily bars."""
+    return values if len(ends) == len(values) else values[ends]
+
+
 def _last_of_each(key: np.ndarray) -> np.ndarray:
     """Index of the last element of each run of equal keys (keys sorted ascending)."""
     change = np.empty(len(key), dtype=bool)
     np.not_equal(key[1:], key[:-1], out=change[:-1])
     change[-1:] = True
     return change.nonzero()[0]
+
+
+def _returns_and_sum(values: np.ndarray) -> tuple[np.ndarray, np.float64]:
+    """simple_returns(values) and their np.add.reduce, which also tells whether there is a
+    NaN to drop (a sum is NaN if any term is; inf - inf too, then a NaN scan decides)."""
+    returns = values[1:] / values[:-1] - 1
+    returns_sum = np.add.reduce(returns)
+    if math.isnan(returns_sum):
+        returns = simple_returns(values)
+        returns_sum = np.add.reduce(returns)
+    return returns, returns_sum
 
 
 def simple_returns(values: np.ndarray) -> np.ndarray:
@@ -723,8 +741,12 @@ class _Returns:
     growth: GrowthLogs       # log(1 + values), for geometric means
 
     @classmethod
-    def of(cls, values: np.ndarray) -> _Returns:
-        average = mean(values)
+    def of(cls, values: np.ndarray, values_sum: np.float64 | None = None) -> _Returns:
+        """values_sum: np.add.reduce(values) if already computed."""
+        n = len(values)
+        if values_sum is None:
+            values_sum = np.add.reduce(values)
+        average = float(values_sum / n) if n else math.nan   # mean(values)
         deviations = values - average
         squares = deviations * deviations
         return cls(values, average, maximum(values), minimum(values), deviations, squares,
@@ -786,7 +808,7 @@ class _Curve:
         # arrays of a million bars cost more in page faults than the arithmetic on them).
         highest = peak[-1]
         cash = minimum(np.subtract(equity, peak, out=peak))
-        r = _Returns.of(simple_returns(equity[ends]))
+        r = _Returns.of(*_returns_and_sum(_at(equity, ends)))
         return cls(ts, equity, dd, highest, cash, peak, period, ppy, day_ends, ends, r,
                    r.growth.geometric_mean())
 
@@ -891,7 +913,7 @@ def benchmark_metrics(c: _Curve, output: BacktestOutput, return_pct: float,
     bench = benchmark_value(output.benchmark_close, len(c.ts))
     if bench is None:
         return {}
-    r, b = _paired_returns(c, bench[c.ends])
+    r, b = _paired_returns(c, _at(bench, c.ends))
     bh_pct = buy_hold_return(output.benchmark_close) * 100
     bh_max_drawdown = max_drawdown(bench, c.scratch)
     # bench is this function's own array (benchmark_value's): beta may overwrite it.
@@ -935,7 +957,7 @@ def _paired_returns(c: _Curve, bench: np.ndarray) -> tuple[_Returns, _Returns]:
         # then dropped nothing either, are the equity's returns.
         if math.isfinite(b_returns.mean) and math.isfinite(c.r.mean):
             return c.r, b_returns
-    at_ends = c.equity[c.ends]
+    at_ends = _at(c.equity, c.ends)
     r = at_ends[1:] / at_ends[:-1] - 1
     paired = np.isfinite(r) & np.isfinite(b)
     r, b = r[paired], b[paired]

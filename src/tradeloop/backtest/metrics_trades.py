@@ -42,7 +42,8 @@ class GrowthLogs:
 
     def __init__(self, returns: np.ndarray):
         self.returns = returns
-        self.logs = np.log(returns + 1)   # (under compute_metrics' np.errstate)
+        self.logs = returns + 1
+        np.log(self.logs, out=self.logs)   # (under compute_metrics' np.errstate)
 
     def geometric_mean(self, select: np.ndarray | None = None) -> float:
         """geometric_mean(returns[select]) (all of them without select); select is an
