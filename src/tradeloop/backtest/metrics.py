@@ -230,23 +230,20 @@ def data_period(ts: np.ndarray) -> int | None:
 
 
 def periods_per_year(ts: np.ndarray, period: int | None,
-                     day_ends: np.ndarray | None = None) -> tuple[int, str]:
+                     days: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, str]:
     """Annualisation factor and resampling frequency, backtesting.py's rule.
 
-    period is data_period(ts); day_ends is period_ends(ts, "D") if already computed.
+    period is data_period(ts); days is utc_days(ts) if already computed.
     """
-    days = None if period is None else period // _NS_PER_DAY
-    freq = {7: "W", 31: "ME", 365: "YE"}.get(days, "D")  # type: ignore[arg-type]
+    spacing_days = None if period is None else period // _NS_PER_DAY
+    freq = {7: "W", 31: "ME", 365: "YE"}.get(spacing_days, "D")  # type: ignore[arg-type]
     if freq != "D":
         return {"W": 52, "ME": 12, "YE": 1}[freq], freq
-    if day_ends is None:
-        day_ends = period_ends(ts, "D")
+    day_ends, day_numbers = utc_days(ts) if days is None else days
     # True on the Saturdays and Sundays among the days with bars: numpy's business-day
     # calendar with a weekend-only week mask costs half an integer modulo for the weekday.
-    one_bar_a_day = len(day_ends) == len(ts)   # then day_ends are all the bars
-    day_ts = ts if one_bar_a_day else ts[day_ends]
-    weekend = np.is_busday((day_ts // _NS_PER_DAY).view("datetime64[D]"), weekmask="0000011")
-    if one_bar_a_day:
+    weekend = np.is_busday(day_numbers.view("datetime64[D]"), weekmask="0000011")
+    if len(day_ends) == len(ts):   # one bar a day
         weekend_bars = np.count_nonzero(weekend)
     else:
         bars_per_day = np.empty(len(day_ends), dtype=day_ends.dtype)   # np.diff(prepend=-1)
@@ -260,14 +257,24 @@ def period_ends(ts: np.ndarray, freq: str) -> np.ndarray:
     """Index of the last bar of each calendar period: pandas' resample(freq).last() bins."""
     if freq in ("ME", "YE"):
         return month_and_year_ends(ts)[0 if freq == "ME" else 1]
-    if freq == "D" and len(ts) > 1:
+    if freq == "D":
+        return utc_days(ts)[0]
+    return _last_of_each((ts // _NS_PER_DAY + 3) // 7)   # weeks end on Sunday (W-SUN)
+
+
+def utc_days(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the last bar of each UTC day with bars, and the day's number since
+    1970-01-01 (the weekday needs it too)."""
+    if len(ts) > 1:
         first_day, last_day = int(ts[0]) // _NS_PER_DAY, int(ts[-1]) // _NS_PER_DAY
         if 0 <= last_day - first_day < len(ts) // 4:
             # Sorted bars: binary search for each midnight instead of dividing every bar.
             starts = np.arange(first_day + 1, last_day + 1, dtype=np.int64) * _NS_PER_DAY
-            return _last_before_each(ts, starts)
+            ends = _last_before_each(ts, starts)
+            return ends, ts[ends] // _NS_PER_DAY
     days = ts // _NS_PER_DAY
-    return _last_of_each((days + 3) // 7 if freq == "W" else days)   # weeks end on Sunday
+    ends = _last_of_each(days)
+    return ends, _at(days, ends)
 
 
 def month_and_year_ends(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -799,8 +806,9 @@ class _Curve:
         ts = np.asarray(output.ts).astype("datetime64[ns]", copy=False).view(np.int64)
         equity = np.asarray(output.equity, dtype=float)
         period = data_period(ts)
-        day_ends = period_ends(ts, "D")
-        ppy, freq = periods_per_year(ts, period, day_ends)
+        days = utc_days(ts)
+        day_ends = days[0]
+        ppy, freq = periods_per_year(ts, period, days)
         ends = day_ends if freq == "D" else period_ends(ts, freq)
         peak = np.maximum.accumulate(equity)
         dd = drawdown(equity, peak)
@@ -845,16 +853,28 @@ def calendar_return_metrics(c: _Curve) -> dict[str, Any]:
     r = c.r
     # The last bar of a month or year is the last bar of its last day.
     month, year = month_and_year_ends(c.ts)
-    monthly = simple_returns(np.concatenate((c.equity[:1], c.equity[month])))
-    yearly = simple_returns(np.concatenate((c.equity[:1], c.equity[year])))
+    best_month, worst_month = _best_and_worst_return(c.equity, month)
+    best_year, worst_year = _best_and_worst_return(c.equity, year)
     n = len(r.values)
     return {
         "avg_daily_return_pct": r.mean * 100,
         "positive_days_pct": (len(r.gains) / n if n else math.nan) * 100,   # mean(r > 0)
         "best_day_pct": r.high * 100, "worst_day_pct": r.low * 100,
-        "best_month_pct": maximum(monthly) * 100, "worst_month_pct": minimum(monthly) * 100,
-        "best_year_pct": maximum(yearly) * 100, "worst_year_pct": minimum(yearly) * 100,
+        "best_month_pct": best_month * 100, "worst_month_pct": worst_month * 100,
+        "best_year_pct": best_year * 100, "worst_year_pct": worst_year * 100,
     }
+
+
+def _best_and_worst_return(equity: np.ndarray, ends: np.ndarray) -> tuple[float, float]:
+    """Highest and lowest of simple_returns(equity at the first bar and at ends).
+
+    np.fmax / np.fmin skip the NaN returns (0 / 0) that simple_returns would drop: the same
+    extremes without finding and dropping them (NaN only when every return is NaN)."""
+    values = np.concatenate((equity[:1], equity.take(ends)))
+    returns = values[1:] / values[:-1] - 1
+    if not len(returns):
+        return math.nan, math.nan
+    return float(np.fmax.reduce(returns)), float(np.fmin.reduce(returns))
 
 
 def risk_metrics(c: _Curve) -> dict[str, Any]:

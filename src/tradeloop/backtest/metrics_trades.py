@@ -47,15 +47,15 @@ class GrowthLogs:
 
     def geometric_mean(self, select: np.ndarray | None = None) -> float:
         """geometric_mean(returns[select]) (all of them without select); select is an
-        index array or a mask."""
-        logs = self.logs if select is None else self.logs[select]
+        index array (take() costs less than fancy indexing)."""
+        logs = self.logs if select is None else self.logs.take(select)
         if len(logs):
             total = np.add.reduce(logs)
             # Finite only when every 1 + return was positive and finite: geometric_mean's
             # own fast path, on the same values in the same order.
             if math.isfinite(total):
                 return math.exp(total / len(logs)) - 1
-        return geometric_mean(self.returns if select is None else self.returns[select])
+        return geometric_mean(self.returns if select is None else self.returns.take(select))
 
 
 def safe_div(numerator: float, denominator: float) -> float:
