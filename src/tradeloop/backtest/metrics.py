@@ -280,8 +280,8 @@ def utc_days(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def month_and_year_ends(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the last bar of each calendar month, and of each calendar year, with bars.
 
-    A binary search for the first instant of each month of the span: converting every bar's
-    date to its month costs ten times more.
+    A binary search for the first instant of each month of the span: converting every
+    day's date to its month costs more than twice as much on daily bars.
     """
     first, last = ts[[0, -1]].view("datetime64[ns]").astype("datetime64[M]").view(np.int64)
     months = np.arange(first + 1, last + 1, dtype=np.int64)   # after the first, to the last
@@ -499,7 +499,7 @@ def tail_statistics(returns: np.ndarray) -> tuple[float, float, float]:
     stats = {k: float(part[k])}
     # Every wanted order statistic is above k, so among part[k + 1:].
     found = _order_statistics(part[k + 1:], [i - k - 1 for i in wanted])
-    stats.update({i: value for i, value in zip(wanted, found, strict=True)})
+    stats.update(zip(wanted, found, strict=True))
     lower, high = (_lerp_percentile(stats, n, q) for q in (0.05, 0.95))
     return lower, safe_div(abs(high), abs(lower)), cvar
 
