@@ -410,7 +410,9 @@ def _concat_trades(parts: list[Trades]) -> Trades:
     parts = [part for part in parts if len(part)]
     if not parts:
         return Trades.empty()
-    if len(parts) == 1 and not np.any(parts[0].entry_time[1:] < parts[0].entry_time[:-1]):
+    entry_time = parts[0].entry_time
+    # np.any's reduction without its wrapper (half the cost at a few hundred trades).
+    if len(parts) == 1 and not np.logical_or.reduce(entry_time[1:] < entry_time[:-1]):
         return parts[0]  # already in order: the stable sort below would keep it as it is
     fields = Trades.__dataclass_fields__
     joined = {name: np.concatenate([getattr(part, name) for part in parts]) for name in fields}
