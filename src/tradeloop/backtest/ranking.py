@@ -41,8 +41,9 @@ class _Batch:
     @classmethod
     def of(cls, ts: np.ndarray, equity: np.ndarray) -> _Batch:
         period = metrics.data_period(ts)
-        ppy, freq = metrics.periods_per_year(ts, period)
-        ends = metrics.period_ends(ts, freq)
+        days = metrics.utc_days(ts)
+        ppy, freq = metrics.periods_per_year(ts, period, days)
+        ends = days[0] if freq == "D" else metrics.period_ends(ts, freq)
         return cls(ts, equity, period, ppy, ends)
 
     @cached_property
