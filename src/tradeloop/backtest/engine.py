@@ -356,11 +356,18 @@ class _Book:
     def curves(self) -> tuple[np.ndarray, np.ndarray]:
         """Equity and signed position at every bar's close, from the recorded changes."""
         n = len(self.bars)
-        bar, cash, size, entry = (np.array(column) for column in zip(*self.marks, strict=True))
+        bar, cash, size, entry = (np.array(column, dtype=dtype) for column, dtype in zip(
+            zip(*self.marks, strict=True), (np.intp, np.float64, np.float64, np.float64),
+            strict=True))
         last = np.empty(len(bar), dtype=bool)  # a bar's final state counts at its close
         np.not_equal(bar[1:], bar[:-1], out=last[:-1])
         last[-1] = True
-        lengths = np.diff(np.append(bar[last], n))
+        # How many bars each final state lasts: np.diff(np.append(starts, n)) without the
+        # wrappers' overhead (the first state starts at bar 0).
+        starts = bar[last]
+        lengths = np.empty(len(starts), dtype=np.intp)
+        np.subtract(starts[1:], starts[:-1], out=lengths[:-1])
+        lengths[-1] = n - starts[-1]
         # Between changes equity = cash + size * (close - entry) = base + size * close.
         base = np.repeat((cash - size * entry)[last], lengths)
         position = np.repeat(size[last], lengths)
@@ -403,7 +410,9 @@ def _concat_trades(parts: list[Trades]) -> Trades:
     parts = [part for part in parts if len(part)]
     if not parts:
         return Trades.empty()
-    if len(parts) == 1 and not np.any(parts[0].entry_time[1:] < parts[0].entry_time[:-1]):
+    entry_time = parts[0].entry_time
+    # np.any's reduction without its wrapper (half the cost at a few hundred trades).
+    if len(parts) == 1 and not np.logical_or.reduce(entry_time[1:] < entry_time[:-1]):
         return parts[0]  # already in order: the stable sort below would keep it as it is
     fields = Trades.__dataclass_fields__
     joined = {name: np.concatenate([getattr(part, name) for part in parts]) for name in fields}

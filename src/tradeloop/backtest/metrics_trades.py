@@ -25,8 +25,8 @@ _NS_PER_DAY = 86_400_000_000_000
 def geometric_mean(returns: np.ndarray) -> float:
     """Per-period compounded mean; 0 when any return is <= -100 % (backtesting.py)."""
     growth = returns + 1
-    if len(growth) and growth.min() > 0:   # the usual case: NaN fails this test too
-        total = np.log(growth).sum()
+    if len(growth) and np.minimum.reduce(growth) > 0:   # the usual case: NaN fails this too
+        total = np.add.reduce(np.log(growth))
         if math.isfinite(total):           # so every return was finite: the same sum
             return math.exp(total / len(growth)) - 1
     # nan_to_num (NaN -> 0, inf -> the largest float) only when needed: it is the slow part.
@@ -42,19 +42,20 @@ class GrowthLogs:
 
     def __init__(self, returns: np.ndarray):
         self.returns = returns
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.logs = np.log(returns + 1)
+        self.logs = returns + 1
+        np.log(self.logs, out=self.logs)   # (under compute_metrics' np.errstate)
 
     def geometric_mean(self, select: np.ndarray | None = None) -> float:
-        """geometric_mean(returns[select]) (all of them without select)."""
-        logs = self.logs if select is None else self.logs[select]
+        """geometric_mean(returns[select]) (all of them without select); select is an
+        index array (take() costs less than fancy indexing)."""
+        logs = self.logs if select is None else self.logs.take(select)
         if len(logs):
             total = np.add.reduce(logs)
             # Finite only when every 1 + return was positive and finite: geometric_mean's
             # own fast path, on the same values in the same order.
             if math.isfinite(total):
                 return math.exp(total / len(logs)) - 1
-        return geometric_mean(self.returns if select is None else self.returns[select])
+        return geometric_mean(self.returns if select is None else self.returns.take(select))
 
 
 def safe_div(numerator: float, denominator: float) -> float:
@@ -85,6 +86,19 @@ def std(values: np.ndarray) -> float:
     if np.maximum.reduce(values) == np.minimum.reduce(values):
         return 0.0
     return float(np.sqrt(sample_variance(values)))
+
+
+def mean_and_std(values: np.ndarray) -> tuple[float, float]:
+    """(mean(values), std(values)), the variance's deviations taken from mean's own sum."""
+    n = len(values)
+    if n < 2:
+        return mean(values), math.nan
+    values_sum = np.add.reduce(values)
+    if np.maximum.reduce(values) == np.minimum.reduce(values):
+        return float(values_sum / n), 0.0
+    dev = values - values_sum / n   # sample_variance's steps
+    np.multiply(dev, dev, out=dev)
+    return float(values_sum / n), float(np.sqrt(np.add.reduce(dev) / (n - 1)))
 
 
 def sample_variance(values: np.ndarray) -> np.float64:
@@ -124,7 +138,7 @@ def runs(mask: np.ndarray, negate: bool = False) -> tuple[np.ndarray, np.ndarray
 
 def longest_run(mask: np.ndarray) -> int:
     starts, ends = runs(mask)
-    return int((ends - starts).max()) if len(starts) else 0
+    return int(np.maximum.reduce(ends - starts)) if len(starts) else 0
 
 
 # ---------------------------------------------------------------- trades
@@ -135,12 +149,12 @@ def trade_metrics(trades: Trades, round_duration: Callable[[int | None], float],
     """All trade metrics; round_duration turns ns (None: undefined) into (ceiled) days."""
     pnl = np.asarray(trades.pnl, dtype=float)
     returns = np.asarray(trades.return_pct, dtype=float)
-    outcome = _Outcomes(pnl > 0, pnl < 0)   # shared by every group below
+    outcome = _Outcomes.of(pnl)   # shared by every group below
     return {
         **backtesting_trade_stats(pnl, returns, outcome),
         **duration_stats(trades, round_duration),
         **win_loss_stats(pnl, returns, outcome),
-        **side_stats(np.asarray(trades.direction), pnl),
+        **side_stats(np.asarray(trades.direction), pnl, outcome),
         **streak_stats(outcome),
         **holding_stats(trades, years),
         **exit_reason_stats(np.asarray(trades.exit_reason)),
@@ -149,15 +163,39 @@ def trade_metrics(trades: Trades, round_duration: Callable[[int | None], float],
 
 @dataclass(frozen=True)
 class _Outcomes:
-    wins: np.ndarray     # pnl > 0
-    losses: np.ndarray   # pnl < 0
+    """Which trades won and lost, and the pnl sums several groups share."""
+
+    wins: np.ndarray        # pnl > 0
+    losses: np.ndarray      # pnl < 0
+    win_pnl: np.ndarray     # pnl[wins]
+    loss_pnl: np.ndarray    # pnl[losses]
+    gross_profit: float     # total(win_pnl)
+    gross_loss: float       # total(loss_pnl)
+    pnl_mean: float         # mean(pnl)
+    pnl_std: float          # std(pnl)
+
+    @classmethod
+    def of(cls, pnl: np.ndarray) -> _Outcomes:
+        wins, losses = pnl > 0, pnl < 0
+        win_pnl, loss_pnl = pnl[wins], pnl[losses]
+        return cls(wins, losses, win_pnl, loss_pnl, total(win_pnl), total(loss_pnl),
+                   *mean_and_std(pnl))
+
+    @property
+    def payoff_ratio(self) -> float:
+        """Mean winning pnl / |mean losing pnl|; NaN without wins or losses.
+
+        mean(pnl[wins]) is the gross profit (the same sum) over the number of wins."""
+        wins, losses = len(self.win_pnl), len(self.loss_pnl)
+        return safe_div(self.gross_profit / wins if wins else math.nan,
+                        -(self.gross_loss / losses) if losses else math.nan)
 
 
 def backtesting_trade_stats(pnl: np.ndarray, returns: np.ndarray,
                             outcome: _Outcomes) -> dict[str, Any]:
     """backtesting.py's trade statistics, its definitions verbatim."""
     n = len(pnl)
-    win_rate = mean(outcome.wins)
+    win_rate = len(outcome.win_pnl) / n if n else math.nan   # mean(pnl > 0)
     return {
         "num_trades": n,
         "win_rate_pct": win_rate * 100,
@@ -167,14 +205,9 @@ def backtesting_trade_stats(pnl: np.ndarray, returns: np.ndarray,
         # Return-based, not pnl-based (see profit_factor_pnl).
         "profit_factor": safe_div(total(returns[returns > 0]), abs(total(returns[returns < 0]))),
         "expectancy_pct": mean(returns) * 100,
-        "sqn": safe_div(math.sqrt(n) * mean(pnl), std(pnl)),
-        "kelly_criterion": win_rate - (1 - win_rate) / payoff_ratio(pnl, outcome),
+        "sqn": safe_div(math.sqrt(n) * outcome.pnl_mean, outcome.pnl_std),
+        "kelly_criterion": win_rate - (1 - win_rate) / outcome.payoff_ratio,
     }
-
-
-def payoff_ratio(pnl: np.ndarray, outcome: _Outcomes) -> float:
-    """Mean winning pnl / |mean losing pnl|; NaN without wins or losses."""
-    return safe_div(mean(pnl[outcome.wins]), -mean(pnl[outcome.losses]))
 
 
 def duration_stats(trades: Trades, round_duration: Callable[[int | None], float]
@@ -189,35 +222,39 @@ def duration_stats(trades: Trades, round_duration: Callable[[int | None], float]
     if not len(durations):
         return {"max_trade_duration_days": round_duration(None),
                 "avg_trade_duration_days": round_duration(None)}
-    average = int(durations.sum(dtype=np.float64) / float(len(durations)))
+    average = int(np.add.reduce(durations, dtype=np.float64) / float(len(durations)))
     return {
-        "max_trade_duration_days": round_duration(int(durations.max())),
+        "max_trade_duration_days": round_duration(int(np.maximum.reduce(durations))),
         "avg_trade_duration_days": round_duration(average),
     }
 
 
 def win_loss_stats(pnl: np.ndarray, returns: np.ndarray, outcome: _Outcomes) -> dict[str, Any]:
-    wins, losses = outcome.wins, outcome.losses
-    gross_profit, gross_loss = total(pnl[wins]), total(pnl[losses])
+    gross_profit, gross_loss = outcome.gross_profit, outcome.gross_loss
     return {
-        "num_winning_trades": int(np.count_nonzero(wins)),
-        "num_losing_trades": int(np.count_nonzero(losses)),
+        "num_winning_trades": len(outcome.win_pnl),
+        "num_losing_trades": len(outcome.loss_pnl),
         "gross_profit": gross_profit, "gross_loss": gross_loss,
         "profit_factor_pnl": safe_div(gross_profit, -gross_loss),
-        "avg_trade_pnl": mean(pnl),
-        "largest_win": maximum(pnl[wins]), "largest_loss": minimum(pnl[losses]),
-        "avg_win_pct": mean(returns[wins]) * 100, "avg_loss_pct": mean(returns[losses]) * 100,
-        "payoff_ratio": payoff_ratio(pnl, outcome),
+        "avg_trade_pnl": outcome.pnl_mean,
+        "largest_win": maximum(outcome.win_pnl), "largest_loss": minimum(outcome.loss_pnl),
+        "avg_win_pct": mean(returns[outcome.wins]) * 100,
+        "avg_loss_pct": mean(returns[outcome.losses]) * 100,
+        "payoff_ratio": outcome.payoff_ratio,
     }
 
 
-def side_stats(direction: np.ndarray, pnl: np.ndarray) -> dict[str, Any]:
+def side_stats(direction: np.ndarray, pnl: np.ndarray, outcome: _Outcomes) -> dict[str, Any]:
     long, short = direction > 0, direction < 0
+    n_long, n_short = np.count_nonzero(long), np.count_nonzero(short)
+    # The share of a side's trades with pnl > 0, mean(pnl[long] > 0), as a count.
+    long_wins = np.count_nonzero(outcome.wins & long)
+    short_wins = np.count_nonzero(outcome.wins & short)
     return {
-        "num_long_trades": int(np.count_nonzero(long)),
-        "num_short_trades": int(np.count_nonzero(short)),
-        "long_win_rate_pct": mean(pnl[long] > 0) * 100,
-        "short_win_rate_pct": mean(pnl[short] > 0) * 100,
+        "num_long_trades": n_long,
+        "num_short_trades": n_short,
+        "long_win_rate_pct": (long_wins / n_long if n_long else math.nan) * 100,
+        "short_win_rate_pct": (short_wins / n_short if n_short else math.nan) * 100,
         # Sums over no trades are 0 cash, not undefined.
         "long_pnl": total(pnl[long]), "short_pnl": total(pnl[short]),
     }
@@ -259,7 +296,7 @@ def exposure_metrics(ts: np.ndarray, in_market: np.ndarray, return_pct: float
     ts is int64 ns; a flat stretch lasts from its first flat bar to the bar a position is
     opened again (or the last bar).
     """
-    exposure = mean(in_market)
+    exposure = np.count_nonzero(in_market) / len(in_market)   # mean(in_market), n > 0
     return {
         "exposure_time_pct": exposure * 100,
         "exposure_adjusted_return_pct": safe_div(return_pct, exposure),
@@ -272,4 +309,4 @@ def longest_flat_period_days(ts: np.ndarray, in_market: np.ndarray) -> float:
     if not len(starts):
         return 0.0
     stop = np.minimum(ends, len(ts) - 1)
-    return float((ts[stop] - ts[starts]).max() / _NS_PER_DAY)
+    return float(np.maximum.reduce(ts[stop] - ts[starts]) / _NS_PER_DAY)

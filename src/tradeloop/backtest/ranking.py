@@ -41,9 +41,9 @@ class _Batch:
     @classmethod
     def of(cls, ts: np.ndarray, equity: np.ndarray) -> _Batch:
         period = metrics.data_period(ts)
-        day_ends = metrics.period_ends(ts, "D")
-        ppy, freq = metrics.periods_per_year(ts, day_ends, period)
-        ends = day_ends if freq == "D" else metrics.period_ends(ts, freq)
+        days = metrics.utc_days(ts)
+        ppy, freq = metrics.periods_per_year(ts, period, days)
+        ends = days[0] if freq == "D" else metrics.period_ends(ts, freq)
         return cls(ts, equity, period, ppy, ends)
 
     @cached_property
@@ -118,8 +118,10 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 def _cagr_pct(b: _Batch) -> np.ndarray:
     duration = int(b.ts[-1]) - int(b.ts[0])
-    return np.array([metrics.cagr(first, last, duration) * 100
-                     for first, last in zip(b.first.tolist(), b.last.tolist(), strict=True)])
+    with np.errstate(invalid="ignore", over="ignore"):   # inf: undefined (None)
+        return np.array([metrics.cagr(first, last, duration) * 100
+                         for first, last in zip(b.first.tolist(), b.last.tolist(),
+                                                strict=True)])
 
 
 # The curve metrics with a batch formula: name -> (runs) array of values.

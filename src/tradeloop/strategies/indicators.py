@@ -366,6 +366,9 @@ def shift(x: FloatArray, n: int) -> FloatArray:
 
 def _pair(a: SeriesOrNumber, b: SeriesOrNumber) -> tuple[FloatArray, FloatArray]:
     """Both arguments as equal-length series; a number is broadcast to the other's length."""
+    if (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+            == np.float64 and a.ndim == b.ndim == 1 and a.size == b.size):
+        return a, b   # two series already (the usual case): nothing to check or broadcast
     if np.ndim(a) == 0 and np.ndim(b) == 0:
         raise ValueError("at least one argument must be a series")
     a, b = (_number(v, name) if np.ndim(v) == 0 else _series(v) for v, name in ((a, "a"), (b, "b")))
@@ -376,10 +379,12 @@ def _pair(a: SeriesOrNumber, b: SeriesOrNumber) -> tuple[FloatArray, FloatArray]
 
 def crossover(a: SeriesOrNumber, b: SeriesOrNumber) -> BoolArray:
     a, b = _pair(a, b)
-    out = np.zeros(a.size, dtype=bool)
+    out = np.empty(a.size, dtype=bool)
+    out[:1] = False
     # Strictly below before, strictly above now: TradingView's ta.crossover and backtesting.py's
     # lib.crossover, so a touch followed by a move away is not a cross.
-    out[1:] = (a[1:] > b[1:]) & (a[:-1] < b[:-1])  # comparisons with NaN are False
+    now = np.greater(a[1:], b[1:], out=out[1:])   # comparisons with NaN are False
+    np.logical_and(now, np.less(a[:-1], b[:-1]), out=now)
     return out
 
 
