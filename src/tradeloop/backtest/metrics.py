@@ -399,19 +399,6 @@ def arithmetic_sharpe(returns: np.ndarray, ppy: int,
     return safe_div(average, deviation) * math.sqrt(ppy)
 
 
-def value_at_risk(returns: np.ndarray, cutoff: float = 0.05) -> float:
-    """Historical VaR: the cutoff percentile (linear interpolation), empyrical.value_at_risk."""
-    return float(np.percentile(returns, 100 * cutoff)) if len(returns) else math.nan
-
-
-def conditional_value_at_risk(returns: np.ndarray, cutoff: float = 0.05) -> float:
-    """Mean of the int((n - 1) x cutoff) + 1 worst returns, empyrical's convention."""
-    if not len(returns):
-        return math.nan
-    k = int((len(returns) - 1) * cutoff)
-    return mean(np.partition(returns, k)[: k + 1])
-
-
 def skewness(returns: np.ndarray,
              moments: tuple[float, float, float] | None = None) -> float:
     """Adjusted Fisher-Pearson skewness G1 (pandas' Series.skew, scipy's bias=False).
@@ -469,32 +456,18 @@ def omega_ratio(returns: np.ndarray, gains: np.ndarray | None = None,
     return safe_div(total(returns.take(gains)), -total(returns.take(losses)))
 
 
-def tail_ratio(returns: np.ndarray) -> float:
-    """|95th percentile| / |5th percentile| of returns: empyrical.tail_ratio."""
-    if not len(returns):
-        return math.nan
-    lower, upper = np.percentile(returns, [5, 95])
-    return safe_div(abs(upper), abs(lower))
-
-
-def var_and_tail_ratio(returns: np.ndarray) -> tuple[float, float]:
-    """value_at_risk(returns) and tail_ratio(returns) from one np.percentile call."""
-    if not len(returns):
-        return math.nan, math.nan
-    lower, upper = np.percentile(returns, [5, 95])
-    return float(lower), safe_div(abs(upper), abs(lower))
-
-
 def tail_statistics(returns: np.ndarray) -> tuple[float, float, float]:
-    """value_at_risk, tail_ratio and conditional_value_at_risk of returns, from partitions
-    instead of np.percentile's machinery (np.percentile's linear interpolation, operation
-    for operation, on the same order statistics: the same numbers)."""
+    """Historical VaR (the 5th percentile, linear interpolation), tail ratio (|95th| / |5th|
+    percentile) and CVaR (mean of the int((n - 1) x 0.05) + 1 worst returns) of returns, as
+    empyrical defines them, from partitions instead of np.percentile's machinery
+    (np.percentile's linear interpolation, operation for operation, on the same order
+    statistics: the same numbers)."""
     n = len(returns)
     if not n:
         return math.nan, math.nan, math.nan
     k = int((n - 1) * 0.05)
     part = np.partition(returns, k)
-    cvar = mean(part[: k + 1])     # conditional_value_at_risk's partition and mean
+    cvar = mean(part[: k + 1])
     wanted = sorted({i for q in (0.05, 0.95) for i in _neighbours(n, q)} - {k})
     stats = {k: float(part[k])}
     # Every wanted order statistic is above k, so among part[k + 1:].
@@ -711,16 +684,9 @@ def beta(equity: np.ndarray, market: np.ndarray, out: np.ndarray | None = None,
     return safe_div(float(np.einsum("i,i->", x, y)), ss_y)
 
 
-def capture(returns: np.ndarray, bench: np.ndarray, ppy: int) -> float:
-    """Annual return ratio over the periods selected by the caller (empyrical.capture)."""
-    if not len(returns):
-        return math.nan
-    return safe_div(annualized_return(returns, ppy), annualized_return(bench, ppy))
-
-
 def _capture(returns: GrowthLogs, bench: GrowthLogs, select: np.ndarray, ppy: int) -> float:
-    """capture(returns[select], bench[select], ppy) on logs already taken; select is an
-    index array."""
+    """Annual return ratio over the selected periods (empyrical.capture) on logs already
+    taken; select is an index array."""
     if not len(select):
         return math.nan
     return safe_div(annualized_return(returns.returns, ppy, returns.geometric_mean(select)),
