@@ -77,7 +77,7 @@ class Config:
     def make(cls, quick: bool) -> Config:
         if quick:
             return cls(True, 3, 3, 1, 1, 1, 2, 10_000, 100, 10, 3)
-        return cls(False, 15, 15, 3, 3, 1, 7, 100_000, 300, 30, 5)
+        return cls(False, 50, 15, 3, 3, 1, 7, 100_000, 300, 30, 5)
 
 
 @dataclass
