@@ -80,7 +80,7 @@ _FIRST_ADMIN_ID = (select(_USERS.id).where(_USERS.is_admin.is_(True))
 
 def first_admin_id(*, session: Session) -> uuid.UUID | None:
     """The id of `first_admin`, without loading the user."""
-    return session.scalars(_FIRST_ADMIN_ID).first()
+    return session.connection().scalars(_FIRST_ADMIN_ID).first()
 
 
 def get_user(*, session: Session, user_id: uuid.UUID) -> User | None:

@@ -190,7 +190,7 @@ def endpoint_intakes(*, session: Session, endpoint_keys: Collection[str]) -> dic
     """`POST /webhook/{endpoint_key}`: the active endpoints among `endpoint_keys`, one query."""
     if not endpoint_keys:
         return {}
-    rows = session.execute(_ACTIVE_ENDPOINTS, {"keys": list(set(endpoint_keys))})
+    rows = session.connection().execute(_ACTIVE_ENDPOINTS, {"keys": list(set(endpoint_keys))})
     return {row.endpoint_key: Intake(
         row.user_id, row.id,
         EndpointAuth(row.secret, frozenset(row.auth_modes), tuple(row.ip_allowlist)))
@@ -432,11 +432,13 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
     """
     if not rows:
         return set()
-    result = session.execute(_insert_unless_key_exists(session.get_bind().dialect.name), rows)
+    # On the session's connection: Core statements need none of the ORM's execution layer.
+    connection = session.connection()
+    result = connection.execute(_insert_unless_key_exists(connection.dialect.name), rows)
     ids = [row["id"] for row in rows]
     if result.rowcount == len(rows):  # type: ignore[attr-defined]
         return set(ids)
-    return set(session.scalars(select(_SIGNALS.id).where(_SIGNALS.id.in_(ids))))
+    return set(connection.scalars(select(_SIGNALS.id).where(_SIGNALS.id.in_(ids))))
 
 
 @functools.cache
@@ -461,7 +463,8 @@ def _stored_by_key(session: Session, owned_keys: Collection[_OwnedKey]) -> dict[
         keys_by_owner.setdefault(owner_id, []).append(key)
     return {(owner_id, row.idempotency_key): _Stored(*row)
             for owner_id, keys in keys_by_owner.items()  # one owner, but for live strategies
-            for row in session.execute(_STORED_BY_KEY, {"owner_id": owner_id, "keys": keys})}
+            for row in session.connection().execute(_STORED_BY_KEY,
+                                                    {"owner_id": owner_id, "keys": keys})}
 
 
 def _repeat(existing: _Stored, candidate: _Candidate) -> IngestResult:
