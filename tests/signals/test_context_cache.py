@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.conftest import store_bars
 from tests.signals.conftest import user_id
@@ -153,13 +153,15 @@ def test_a_failing_source_degrades_and_processing_goes_on(
 
 def test_a_failing_lookup_query_is_contained(db: Database, owner: uuid.UUID,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(**_kwargs: object) -> None:
-        raise RuntimeError("gex store unreachable")
-
-    monkeypatch.setattr(context_cache.gex, "latest_gex", broken)
+    """A stamp query the database refuses: on PostgreSQL that aborts the transaction unless
+    the lookup's savepoint contains it, and the decision after it must still be written."""
+    broken = text("SELECT id, as_of FROM no_such_gex_table "
+                  "WHERE user_id = :owner_id AND symbol = :symbol")
+    monkeypatch.setattr(context_cache, "_GEX_STAMP", broken)
     decision = decision_of(db, send(db, owner, "SHORT", price=100.0, config=fresh_config()))
     assert (decision.action, decision.degraded) == ("ENTER", True)
-    assert decision.inputs["degraded_reasons"][0]["kind"] == "context_failed"
+    [reason] = decision.inputs["degraded_reasons"]
+    assert reason["kind"] == "context_failed" and "no_such_gex_table" in reason["message"]
 
 
 def bars_at(timeframe: str, bar_time: datetime) -> MarketContext:

@@ -20,15 +20,19 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy import Connection, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
+from tradeloop.db import utcnow
 from tradeloop.market_data import service as market_data
 from tradeloop.market_data.calendar import MarketCalendar
+from tradeloop.market_data.models import BarSeries
 from tradeloop.ownership import OwnedRepository
 from tradeloop.signals import gex
 from tradeloop.signals.context import (
@@ -39,7 +43,8 @@ from tradeloop.signals.context import (
     problem,
     stale_bars,
 )
-from tradeloop.signals.models import ContextSnapshot, Decision, GexSignal, Signal
+from tradeloop.signals.models import ContextSnapshot, GexSignal
+from tradeloop.signals.outbox import ClaimedSignal
 from tradeloop.signals.regime import GexLevels
 
 log = structlog.get_logger(__name__)
@@ -169,15 +174,12 @@ class ContextCache:
         started = time.perf_counter()
         key = (owner_id, symbol, timeframe)
         try:
-            # A savepoint: on PostgreSQL a failing read would otherwise abort the whole
-            # unit of work, and the decision after it must still be written.
-            with session.begin_nested():
-                stamp, latest_gex = _read_stamp(session, owner_id, symbol, timeframe)
+            with _contained(session):
+                stamp = _read_stamp(session, owner_id, symbol, timeframe)
                 entry = self._get(key, stamp, at)
                 hit = entry is not None
                 if entry is None:
-                    entry = _build(session, owner_id, symbol, timeframe, at, stamp, latest_gex,
-                                   self.clock())
+                    entry = _build(session, owner_id, symbol, timeframe, at, stamp, self.clock())
                     newest = stamp.newest()
                     # Only a context built from every stored input is valid for later times.
                     if not _failed(entry.market) and (newest is None or newest <= at):
@@ -197,6 +199,15 @@ class ContextCache:
         return SignalContext(entry.market, levels, problems, hit, _ms_since(started))
 
 
+def _contained(session: Session) -> AbstractContextManager[object]:
+    """A savepoint around the lookup's reads: on PostgreSQL a failing statement aborts the
+    whole unit of work, and the decision after it must still be written. SQLite undoes only
+    the failing statement and goes on, so there the savepoint's two statements are skipped."""
+    if session.connection().dialect.name == "sqlite":
+        return nullcontext()
+    return session.begin_nested()
+
+
 def process_cache_stats() -> dict[str, Any]:
     """The counters of every context cache alive in this process, added up (for /health)."""
     total, entries = CacheStats(), 0
@@ -209,24 +220,36 @@ def process_cache_stats() -> dict[str, Any]:
     return {**total.as_json(), "entries": entries}
 
 
-def _read_stamp(session: Session, owner_id: uuid.UUID, symbol: str,
-                timeframe: str) -> tuple[_Stamp, GexSignal | None]:
-    """The version stamp of the inputs, and the user's latest GEX snapshot of the symbol."""
-    wanted = {timeframe, FALLBACK_TIMEFRAME}
-    series = tuple(sorted((row.timeframe, row.fingerprint, row.last_ts)
-                          for row in market_data.list_series(session=session, symbol=symbol)
-                          if row.timeframe in wanted))
-    latest = gex.latest_gex(session=session, owner_id=owner_id, symbol=symbol)
-    return _Stamp(series, latest.id if latest else None,
-                  latest.as_of if latest else None), latest
+_SERIES: Table = BarSeries.__table__
+_GEX: Table = GexSignal.__table__
+# The stamp's two reads run for every signal: plain Core statements, built once.
+_SERIES_STAMP = (select(_SERIES.c.timeframe, _SERIES.c.fingerprint, _SERIES.c.last_ts)
+                 .where(_SERIES.c.symbol == bindparam("symbol"),
+                        _SERIES.c.timeframe.in_(bindparam("timeframes", expanding=True))))
+_GEX_STAMP = (select(_GEX.c.id, _GEX.c.as_of)
+              .where(_GEX.c.user_id == bindparam("owner_id"), _GEX.c.symbol == bindparam("symbol"))
+              .order_by(_GEX.c.as_of.desc()).limit(1))
+
+
+def _read_stamp(session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str) -> _Stamp:
+    """The version stamp of the inputs: the symbol's series and the user's latest GEX."""
+    connection = session.connection()
+    series = tuple(sorted((row.timeframe, row.fingerprint, row.last_ts) for row in
+                          connection.execute(_SERIES_STAMP, {
+                              "symbol": market_data.normalize_symbol(symbol),
+                              "timeframes": sorted({timeframe, FALLBACK_TIMEFRAME})})))
+    latest = connection.execute(_GEX_STAMP, {"owner_id": owner_id, "symbol": symbol}).first()
+    return _Stamp(series, latest.id if latest else None, latest.as_of if latest else None)
 
 
 def _build(session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str, at: datetime,
-           stamp: _Stamp, latest: GexSignal | None, now: float) -> _Entry:
+           stamp: _Stamp, now: float) -> _Entry:
     market = build_context(session=session, symbol=symbol, timeframe=timeframe, at=at)
-    if latest is not None and latest.as_of > at:
+    latest = None
+    if stamp.gex_id is not None:
         # A signal older than the newest snapshot uses the one it could have seen.
-        latest = gex.latest_gex(session=session, owner_id=owner_id, symbol=symbol, at=at)
+        latest = gex.latest_gex(session=session, owner_id=owner_id, symbol=symbol,
+                                at=at if stamp.gex_as_of and stamp.gex_as_of > at else None)
     levels = None if latest is None else gex.levels_of(latest)
     return _Entry(stamp, market, levels, now)
 
@@ -259,14 +282,18 @@ class SnapshotRepository(OwnedRepository[ContextSnapshot]):
     label = "Context snapshot"
 
 
-def store_snapshot(session: Session, signal: Signal, decision: Decision,
-                   context: SignalContext) -> ContextSnapshot:
+_INSERT_SNAPSHOT = insert(ContextSnapshot.__table__)
+
+
+def store_snapshot(connection: Connection, signal: ClaimedSignal, decision_id: uuid.UUID,
+                   context: SignalContext) -> None:
     """Keep the context one decision used, linked to its signal and decision."""
-    return SnapshotRepository(session, signal.user_id).add(ContextSnapshot(
-        signal_id=signal.id, decision_id=decision.id, symbol=signal.symbol,
-        timeframe=signal.timeframe, context=context.as_json(), degraded=context.degraded,
-        degraded_reasons=context.problems, cache_hit=context.cache_hit,
-        build_ms=context.build_ms))
+    connection.execute(_INSERT_SNAPSHOT, {
+        "id": uuid.uuid4(), "user_id": signal.user_id, "signal_id": signal.id,
+        "decision_id": decision_id, "symbol": signal.symbol, "timeframe": signal.timeframe,
+        "context": context.as_json(), "degraded": context.degraded,
+        "degraded_reasons": context.problems, "cache_hit": context.cache_hit,
+        "build_ms": context.build_ms, "created_at": utcnow()})
 
 
 def snapshots_of(*, session: Session, owner_id: uuid.UUID,

@@ -14,8 +14,14 @@ from tradeloop.tasks import get_task_runner, run_at_start, schedule, task
 
 @task()
 def process_signal_queue(*, db: Database) -> int:
-    """Process queued signals (and requeue abandoned claims); returns how many."""
+    """Process queued signals; returns how many."""
     return flows.process_signal_queue(db)
+
+
+@task()
+def sweep_signal_queue(*, db: Database) -> int:
+    """Requeue claims abandoned by a crashed worker, then process queued signals."""
+    return flows.sweep_signal_queue(db)
 
 
 @task()
@@ -34,7 +40,7 @@ def mark_positions(*, session: Session, symbol: str | None = None) -> int:
 
 
 # The safety net: picks up signals queued while no worker ran, and crashed claims.
-schedule("process-signal-queue", "process_signal_queue", cron="* * * * *")
+schedule("process-signal-queue", "sweep_signal_queue", cron="* * * * *")
 # Bars can also arrive where no event is delivered (a script, another process).
 schedule("mark-positions", "mark_positions", cron="* * * * *")
 react(BARS_CHANGED, "react_to_new_bars")
