@@ -12,13 +12,16 @@ from tradeloop.signals.marks import mark_open_positions
 from tradeloop.tasks import get_task_runner, run_at_start, schedule, task
 
 
-@task()
+# Coalesced: every accepted webhook asks for a drain, and one drain per process takes them
+# all in arrival order; parallel drains in one process would only queue on the GIL and, on
+# SQLite, on the write lock (whose busy handler sleeps in growing steps).
+@task(coalesce=True)
 def process_signal_queue(*, db: Database) -> int:
     """Process queued signals; returns how many."""
     return flows.process_signal_queue(db)
 
 
-@task()
+@task(coalesce=True)
 def sweep_signal_queue(*, db: Database) -> int:
     """Requeue claims abandoned by a crashed worker, then process queued signals."""
     return flows.sweep_signal_queue(db)
