@@ -52,23 +52,31 @@ _POSITIONS: Table = Position.__table__
 _SIGNALS: Table = Signal.__table__
 _DECISIONS: Table = Decision.__table__
 
-_LOCK_USER = select(_USERS.c.id).where(_USERS.c.id == bindparam("owner_id")).with_for_update()
+# FOR NO KEY UPDATE, not FOR UPDATE: it serialises processors of one user just as well, but
+# FOR UPDATE also blocks the FOR KEY SHARE lock that every INSERT referencing the user takes
+# for its foreign key check, so each accepted webhook waited for the processing in flight.
+_LOCK_USER = (select(_USERS.c.id).where(_USERS.c.id == bindparam("owner_id"))
+              .with_for_update(key_share=True))
+# The book's two figures besides the open rows: the last entry on the order's symbol (the
+# cooldown gate) and the day's realised P&L (the daily loss gate).
+_LAST_ENTRY = (select(func.max(_POSITIONS.c.opened_at))
+               .where(_POSITIONS.c.user_id == bindparam("owner_id"),
+                      _POSITIONS.c.symbol == bindparam("symbol")).scalar_subquery())
+_REALIZED_TODAY = (select(func.sum(_POSITIONS.c.realized_pnl))
+                   .where(_POSITIONS.c.user_id == bindparam("owner_id"),
+                          _POSITIONS.c.closed_at >= bindparam("day_start"),
+                          _POSITIONS.c.closed_at < bindparam("day_end")).scalar_subquery())
+# The open rows carry both figures (uncorrelated subqueries, computed once), so the whole
+# book is one round trip; only a book without open positions asks for the figures alone.
 _OPEN_ROWS = (
     select(_POSITIONS.c.id, _POSITIONS.c.symbol, _POSITIONS.c.side, _POSITIONS.c.quantity,
-           _POSITIONS.c.entry_price, _POSITIONS.c.signal_id, _SIGNALS.c.stop_loss)
+           _POSITIONS.c.entry_price, _POSITIONS.c.signal_id, _SIGNALS.c.stop_loss,
+           _LAST_ENTRY.label("last_entry"), _REALIZED_TODAY.label("realized"))
     .select_from(_POSITIONS.outerjoin(_SIGNALS, _SIGNALS.c.id == _POSITIONS.c.signal_id))
     .where(_POSITIONS.c.user_id == bindparam("owner_id"),
            _POSITIONS.c.status == PositionStatus.OPEN.value)
     .order_by(_POSITIONS.c.opened_at))
-# The two book figures besides the open rows, in one round trip.
-_BOOK_FIGURES = select(
-    select(func.max(_POSITIONS.c.opened_at))
-    .where(_POSITIONS.c.user_id == bindparam("owner_id"),
-           _POSITIONS.c.symbol == bindparam("symbol")).scalar_subquery(),
-    select(func.sum(_POSITIONS.c.realized_pnl))
-    .where(_POSITIONS.c.user_id == bindparam("owner_id"),
-           _POSITIONS.c.closed_at >= bindparam("day_start"),
-           _POSITIONS.c.closed_at < bindparam("day_end")).scalar_subquery())
+_BOOK_FIGURES = select(_LAST_ENTRY.label("last_entry"), _REALIZED_TODAY.label("realized"))
 _INSERT_POSITION = insert(_POSITIONS)
 _INSERT_DECISION = insert(_DECISIONS)
 # SET columns come from the parameters passed with the statement.
@@ -114,17 +122,19 @@ def load_book(connection: Connection, owner_id: uuid.UUID, symbol: str,
     `last_entry` holds `symbol`'s only: the cooldown gate reads no other, and the latest
     entry of every symbol would be a query over the owner's whole position history.
     """
-    rows = {row.symbol: OpenRow(row.id, Lot(row.symbol, row.side, row.quantity,
-                                            row.entry_price), row.signal_id, row.stop_loss)
-            for row in connection.execute(_OPEN_ROWS, {"owner_id": owner_id})}
     day_start = datetime(at.year, at.month, at.day, tzinfo=at.tzinfo)
-    last_entry, realized = connection.execute(_BOOK_FIGURES, {
-        "owner_id": owner_id, "symbol": symbol, "day_start": day_start,
-        "day_end": day_start + timedelta(days=1)}).one()
-    book = Book(open={name: row.lot for name, row in rows.items()},
-                last_entry={symbol: _aware(last_entry)} if last_entry is not None else {},
-                realized_by_day={at.date(): Decimal(realized or 0)})
-    return book, rows
+    params = {"owner_id": owner_id, "symbol": symbol, "day_start": day_start,
+              "day_end": day_start + timedelta(days=1)}
+    rows = connection.execute(_OPEN_ROWS, params).all()
+    figures = rows[0] if rows else connection.execute(_BOOK_FIGURES, params).one()
+    open_rows = {row.symbol: OpenRow(row.id, Lot(row.symbol, row.side, row.quantity,
+                                                 row.entry_price), row.signal_id, row.stop_loss)
+                 for row in rows}
+    book = Book(open={name: row.lot for name, row in open_rows.items()},
+                last_entry={symbol: _aware(figures.last_entry)}
+                if figures.last_entry is not None else {},
+                realized_by_day={at.date(): Decimal(figures.realized or 0)})
+    return book, open_rows
 
 
 def _aware(ts: datetime | str) -> datetime:
