@@ -79,7 +79,7 @@ class StatementCounter:
 
 
 class Bench:
-    def __init__(self, url: str, profile: bool) -> None:
+    def __init__(self, url: str, profile: bool, count_statements: bool = True) -> None:
         from tradeloop.db import Database
         from tradeloop.market_data.calendar import MarketCalendar
         from tradeloop.signals import flows
@@ -87,8 +87,11 @@ class Bench:
         self.db = Database.from_url(url)
         self.config = flows.ProcessingConfig(MarketCalendar())
         self.counter = StatementCounter()
-        self.counter.attach(self.db.engine)
-        self.profiler = cProfile.Profile() if profile else None
+        if count_statements:
+            self.counter.attach(self.db.engine)
+        # CPU time, not wall time: waits on the database (and on other processes) are not
+        # what a drain costs this process.
+        self.profiler = cProfile.Profile(time.process_time) if profile else None
         self.cpu = self.wall = 0.0
         self.owner = self._admin()
 
@@ -224,6 +227,8 @@ def report(bench: Bench, done: int, args: argparse.Namespace, setup: Callable[[]
         stats = pstats.Stats(bench.profiler)
         print(f"  Python function calls {stats.total_calls / done:,.0f}/signal (cProfile)")
         stats.sort_stats(args.sort).print_stats(args.profile)
+        if args.dump:
+            stats.dump_stats(args.dump)
 
 
 def main() -> int:
@@ -235,6 +240,9 @@ def main() -> int:
     parser.add_argument("--mode", choices=("trickle", "batch"), default="trickle")
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions")
+    parser.add_argument("--no-count", action="store_true", help="no statement counting "
+                        "(its engine event listeners cost CPU of their own)")
+    parser.add_argument("--dump", help="also write the cProfile data to this file")
     parser.add_argument("--sort", default="cumulative", help="cProfile order: cumulative, "
                         "tottime, ...")
     args = parser.parse_args()
@@ -243,7 +251,7 @@ def main() -> int:
 
     configure_logging("WARNING", "json")  # the server logs INFO; the bench measures processing
     with database(args.postgres) as url:
-        bench = Bench(url, profile=args.profile > 0)
+        bench = Bench(url, profile=args.profile > 0, count_statements=not args.no_count)
         if args.bars:
             store_bars(bench, args.bars)
         if args.history:

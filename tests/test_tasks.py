@@ -191,7 +191,6 @@ def test_signal_drains_coalesce_in_process() -> None:
     for the write lock, and under the GIL they add no CPU. Celery workers are processes of
     their own and still drain concurrently (SKIP LOCKED keeps their claims apart)."""
     assert get_task("process_signal_queue").coalesce
-    assert get_task("sweep_signal_queue").coalesce
     assert registered_schedules()["process-signal-queue"].task_name == "sweep_signal_queue"
 
 

@@ -235,7 +235,8 @@ def test_queue_drains_in_order_and_recovers_abandoned_claims(db: Database,
     # The drain after each webhook leaves claims alone: the symbol waits behind the crashed
     # one until the every-minute sweep requeues it.
     assert flows.process_signal_queue(db, CONFIG) == 0
-    assert flows.sweep_signal_queue(db, CONFIG) == 3
+    assert flows.requeue_abandoned_claims(db) == 1
+    assert flows.process_signal_queue(db, CONFIG) == 3
     assert [decision_of(db, signal_id).action for signal_id in ids] == [
         "ENTER", "REVERSE", "EXIT"]
     assert all(signal_of(db, s).status == SignalStatus.PROCESSED for s in ids)
@@ -254,7 +255,8 @@ def test_a_stale_claim_never_processes_a_signal_twice(
     with db.unit_of_work() as session:
         [stale] = service.claim_signals(session=session,
                                         now=datetime.now(UTC) - timedelta(hours=1))
-    assert flows.sweep_signal_queue(db, CONFIG) == 1
+    assert flows.requeue_abandoned_claims(db) == 1
+    assert flows.process_signal_queue(db, CONFIG) == 1
     failures: list[Exception] = []
     monkeypatch.setattr(flows, "record_failure", lambda _db, _id, exc: failures.append(exc))
     assert flows.process_signal(db, signal_id, CONFIG, claimed=stale) is None

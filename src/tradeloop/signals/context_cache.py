@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Table, bindparam, insert, select
+from sqlalchemy import Connection, Table, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from tradeloop.db import utcnow
@@ -170,11 +170,17 @@ class ContextCache:
 
     def lookup(self, *, session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str,
                at: datetime, calendar: MarketCalendar) -> SignalContext:
-        """The context of `symbol` at `at`; never raises, failures become problems."""
+        """The context of `symbol` at `at`; never raises, failures become problems.
+
+        Called first in a unit of work (processing does), a failing read rolls back that
+        transaction, which holds nothing else yet; later in one, the reads run inside a
+        savepoint. Either way the decision written after the lookup still commits.
+        """
         started = time.perf_counter()
         key = (owner_id, symbol, timeframe)
+        first = not session.in_transaction()
         try:
-            with _contained(session):
+            with nullcontext() if first else _contained(session):
                 stamp = _read_stamp(session, owner_id, symbol, timeframe)
                 entry = self._get(key, stamp, at)
                 hit = entry is not None
@@ -185,6 +191,8 @@ class ContextCache:
                     if not _failed(entry.market) and (newest is None or newest <= at):
                         self._put(key, entry)
         except Exception as exc:
+            if first:
+                session.rollback()  # on PostgreSQL a failed statement aborts the transaction
             log.warning("context_lookup_failed", symbol=symbol, error=str(exc)[:300])
             return SignalContext(
                 MarketContext(), None,
@@ -200,9 +208,9 @@ class ContextCache:
 
 
 def _contained(session: Session) -> AbstractContextManager[object]:
-    """A savepoint around the lookup's reads: on PostgreSQL a failing statement aborts the
-    whole unit of work, and the decision after it must still be written. SQLite undoes only
-    the failing statement and goes on, so there the savepoint's two statements are skipped."""
+    """A savepoint around reads in a transaction that holds other work: on PostgreSQL a
+    failing statement aborts the whole transaction. SQLite undoes only the failing statement
+    and goes on, so there the savepoint's two statements are skipped."""
     if session.connection().dialect.name == "sqlite":
         return nullcontext()
     return session.begin_nested()
@@ -222,24 +230,33 @@ def process_cache_stats() -> dict[str, Any]:
 
 _SERIES: Table = BarSeries.__table__
 _GEX: Table = GexSignal.__table__
-# The stamp's two reads run for every signal: plain Core statements, built once.
-_SERIES_STAMP = (select(_SERIES.c.timeframe, _SERIES.c.fingerprint, _SERIES.c.last_ts)
-                 .where(_SERIES.c.symbol == bindparam("symbol"),
-                        _SERIES.c.timeframe.in_(bindparam("timeframes", expanding=True))))
-_GEX_STAMP = (select(_GEX.c.id, _GEX.c.as_of)
-              .where(_GEX.c.user_id == bindparam("owner_id"), _GEX.c.symbol == bindparam("symbol"))
-              .order_by(_GEX.c.as_of.desc()).limit(1))
+# The stamp is read for every signal: one Core statement, built once. A one-row select of the
+# user's latest GEX snapshot (id, as_of) left-joined to the symbol's series rows, so that it
+# answers in one round trip whether either exists or not.
+_LATEST_GEX = (select(_GEX.c.id, _GEX.c.as_of)
+               .where(_GEX.c.user_id == bindparam("owner_id"),
+                      _GEX.c.symbol == bindparam("symbol"))
+               .order_by(_GEX.c.as_of.desc()).limit(1))
+_GEX_HEAD = select(
+    _LATEST_GEX.with_only_columns(_GEX.c.id).scalar_subquery().label("gex_id"),
+    _LATEST_GEX.with_only_columns(_GEX.c.as_of).scalar_subquery().label("gex_as_of"),
+).subquery("latest_gex")
+_STAMP = (select(_GEX_HEAD.c.gex_id, _GEX_HEAD.c.gex_as_of, _SERIES.c.timeframe,
+                 _SERIES.c.fingerprint, _SERIES.c.last_ts)
+          .select_from(_GEX_HEAD.outerjoin(_SERIES, and_(
+              _SERIES.c.symbol == bindparam("series_symbol"),
+              _SERIES.c.timeframe.in_(bindparam("timeframes", expanding=True))))))
 
 
 def _read_stamp(session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str) -> _Stamp:
     """The version stamp of the inputs: the symbol's series and the user's latest GEX."""
-    connection = session.connection()
-    series = tuple(sorted((row.timeframe, row.fingerprint, row.last_ts) for row in
-                          connection.execute(_SERIES_STAMP, {
-                              "symbol": market_data.normalize_symbol(symbol),
-                              "timeframes": sorted({timeframe, FALLBACK_TIMEFRAME})})))
-    latest = connection.execute(_GEX_STAMP, {"owner_id": owner_id, "symbol": symbol}).first()
-    return _Stamp(series, latest.id if latest else None, latest.as_of if latest else None)
+    rows = session.connection().execute(_STAMP, {
+        "owner_id": owner_id, "symbol": symbol,
+        "series_symbol": market_data.normalize_symbol(symbol),
+        "timeframes": sorted({timeframe, FALLBACK_TIMEFRAME})}).all()
+    series = tuple(sorted((row.timeframe, row.fingerprint, row.last_ts) for row in rows
+                          if row.timeframe is not None))
+    return _Stamp(series, rows[0].gex_id, rows[0].gex_as_of)
 
 
 def _build(session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str, at: datetime,

@@ -86,28 +86,30 @@ def process_signal_queue(db: Database, config: ProcessingConfig | None = None,
     """Process queued signals until none is left; returns how many.
 
     Claims a crashed processor abandoned are not requeued here: the start of `serve` does it
-    at once (requeue_interrupted) and the every-minute sweep (sweep_signal_queue) after
-    ABANDONED_AFTER, so the drain that follows every accepted webhook skips that UPDATE.
+    at once (requeue_interrupted) and the every-minute sweep after ABANDONED_AFTER
+    (requeue_abandoned_claims), so the drain that follows every accepted webhook skips that
+    UPDATE.
     """
     config = config or default_config()
     done = 0
-    while True:
-        # One claim per (user, symbol) at a time keeps each symbol in arrival order.
-        with db.unit_of_work() as session:
-            claimed = claim_signals(session=session, limit=batch)
-        if not claimed:
-            return done
-        for signal in claimed:
-            process_signal(db, signal.id, config, claimed=signal)
-            done += 1
+    # One connection for the whole drain: no pool checkout per claim and per signal, which
+    # on PostgreSQL is also a pre-ping round trip each.
+    with db.pinned() as pinned:
+        while True:
+            # One claim per (user, symbol) at a time keeps each symbol in arrival order.
+            with pinned.unit_of_work() as session:
+                claimed = claim_signals(session=session, limit=batch)
+            if not claimed:
+                return done
+            for signal in claimed:
+                process_signal(pinned, signal.id, config, claimed=signal)
+                done += 1
 
 
-def sweep_signal_queue(db: Database, config: ProcessingConfig | None = None) -> int:
-    """The safety net: requeue claims abandoned for ABANDONED_AFTER (a crashed worker's),
-    then drain the queue; returns how many signals were processed."""
+def requeue_abandoned_claims(db: Database) -> int:
+    """Requeue claims older than ABANDONED_AFTER (a crashed worker's); returns how many."""
     with db.unit_of_work() as session:
-        requeue_abandoned(session=session, older_than=ABANDONED_AFTER)
-    return process_signal_queue(db, config)
+        return requeue_abandoned(session=session, older_than=ABANDONED_AFTER)
 
 
 def requeue_interrupted(db: Database) -> int:
@@ -157,14 +159,15 @@ def decide_and_apply(session: Session, signal: ClaimedSignal, config: Processing
                      started: float) -> tuple[DecisionAction, bool]:
     """The flow of one signal inside its unit of work; returns the action and whether the
     context was degraded. Raises AlreadyFinishedError when another processor finished it first."""
-    connection = session.connection()  # Core statements: processing's writes skip the ORM
-    lock_book(connection, signal.user_id)
     # 1. Market hours (crypto trades 24/7), judged at the signal's own timestamp.
     market_open, hours = market_hours(config, signal)
-    # 2. Context (bars + GEX, cached); missing or stale data degrades, never stops.
+    # 2. Context (bars + GEX, cached); missing or stale data degrades, never stops. First in
+    # the unit of work: a failing read needs no savepoint, and the book is locked shorter.
     context = config.contexts.lookup(
         session=session, owner_id=signal.user_id, symbol=signal.symbol,
         timeframe=signal.timeframe, at=signal.signal_time, calendar=config.calendar)
+    connection = session.connection()  # Core statements: processing's writes skip the ORM
+    lock_book(connection, signal.user_id)
     gates = risk_gates(connection, signal)
     price = fill_price(signal, context.market.latest_close)
     found = regime(context.gex, price, gates.gex_wall_buffer_pct) \

@@ -54,7 +54,7 @@ class ClaimedSignal(Protocol):
 CLAIMED_COLUMNS = tuple(_SIGNALS.c[name] for name in ClaimedSignal.__annotations__)
 
 
-def _group_heads() -> Select[Any]:
+def _group_heads(*columns: Any) -> Select[Any]:
     """Queued signals that are the oldest of their (user, symbol) and whose group is idle."""
     signal, earlier, busy = _SIGNALS, _SIGNALS.alias("earlier"), _SIGNALS.alias("busy")
     older_queued = exists().where(
@@ -65,16 +65,20 @@ def _group_heads() -> Select[Any]:
     in_progress = exists().where(
         busy.c.user_id == signal.c.user_id, busy.c.symbol == signal.c.symbol,
         busy.c.status == SignalStatus.PROCESSING.value)
-    return (select(*CLAIMED_COLUMNS)
+    return (select(*columns)
             .where(signal.c.status == SignalStatus.QUEUED.value, ~older_queued, ~in_progress)
             .order_by(signal.c.received_at, signal.c.id))
 
 
-# Built once, down to the LIMIT: a new statement object pays for its cache key again at every
-# execute (~1 ms for this one), which was a third of processing's CPU per signal.
-_CLAIM_HEADS = (_group_heads().limit(bindparam("limit", type_=Integer))
-                .with_for_update(skip_locked=True, of=_SIGNALS))
-_MARK_CLAIMED = update(_SIGNALS).where(_SIGNALS.c.id.in_(bindparam("ids", expanding=True)))
+# The claim is one statement, built once down to the LIMIT (a new statement object pays for
+# its cache key again at every execute, ~1 ms for this one): the heads' ids are picked, locked
+# (SKIP LOCKED on PostgreSQL) and marked in one round trip, which returns what processing
+# reads. RETURNING has no order, hence received_at to sort by.
+_HEAD_IDS = (_group_heads(_SIGNALS.c.id).limit(bindparam("limit", type_=Integer))
+             .with_for_update(skip_locked=True))
+_CLAIM = (update(_SIGNALS).where(_SIGNALS.c.id.in_(_HEAD_IDS.scalar_subquery()))
+          .values(status=SignalStatus.PROCESSING.value, claimed_at=bindparam("claimed_at"))
+          .returning(*CLAIMED_COLUMNS, _SIGNALS.c.received_at))
 _UNFINISHED = select(*CLAIMED_COLUMNS).where(
     _SIGNALS.c.id == bindparam("signal_id"),
     _SIGNALS.c.status.in_([SignalStatus.QUEUED.value, SignalStatus.PROCESSING.value]))
@@ -82,7 +86,7 @@ _UNFINISHED = select(*CLAIMED_COLUMNS).where(
 
 def next_queued(*, session: Session, limit: int = 100) -> Sequence[ClaimedSignal]:
     """The signals a processor may take now, oldest first, without claiming them."""
-    return session.connection().execute(_group_heads().limit(limit)).all()
+    return session.connection().execute(_group_heads(*CLAIMED_COLUMNS).limit(limit)).all()
 
 
 def claim_signals(*, session: Session, limit: int = 100,
@@ -93,13 +97,9 @@ def claim_signals(*, session: Session, limit: int = 100,
     symbol's signals are handled one at a time in arrival order. On PostgreSQL, SKIP LOCKED
     lets several workers claim at once without taking the same row.
     """
-    connection = session.connection()
-    rows = connection.execute(_CLAIM_HEADS, {"limit": limit}).all()
-    if rows:
-        connection.execute(_MARK_CLAIMED, {
-            "ids": [row.id for row in rows], "status": SignalStatus.PROCESSING.value,
-            "claimed_at": now or utcnow()})
-    return rows
+    rows = session.connection().execute(_CLAIM, {"limit": limit,
+                                                 "claimed_at": now or utcnow()}).all()
+    return sorted(rows, key=lambda row: (row.received_at, row.id))
 
 
 def unfinished_signal(connection: Connection, signal_id: uuid.UUID) -> ClaimedSignal | None:

@@ -21,10 +21,14 @@ def process_signal_queue(*, db: Database) -> int:
     return flows.process_signal_queue(db)
 
 
-@task(coalesce=True)
+@task()
 def sweep_signal_queue(*, db: Database) -> int:
-    """Requeue claims abandoned by a crashed worker, then process queued signals."""
-    return flows.sweep_signal_queue(db)
+    """Requeue claims abandoned by a crashed worker, then drain the queue (in the background);
+    returns how many claims were requeued."""
+    requeued = flows.requeue_abandoned_claims(db)
+    # The drain itself is the coalesced task: never a second one beside a running drain.
+    get_task_runner().submit(process_signal_queue.__name__)
+    return requeued
 
 
 @task()
