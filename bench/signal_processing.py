@@ -14,7 +14,7 @@ Modes: `trickle` ingests one signal and drains (what a steady 100/s looks like w
 processing keeps up: one drain per webhook); `batch` ingests every signal, then drains once.
 `--bars N` stores N 5-minute bars per symbol first (the e2e benchmark stores none, so its
 contexts are "bars_missing"); `--history N` adds N already processed signals to the table
-(the claim query's plan as the table grows). `--profile N` prints cProfile's top N functions
+(and their closed positions: the plans of the claim and book queries as the tables grow). `--profile N` prints cProfile's top N functions
 by cumulative time over the measured drains. SQLite is a temporary file; PostgreSQL is
 BENCH_DATABASE_URL with `_processing` appended (created and dropped).
 """
@@ -154,22 +154,34 @@ def store_bars(bench: Bench, count: int) -> None:
 
 
 def store_history(bench: Bench, count: int) -> None:
-    """`count` processed signals, received over the last days, straight into the table."""
+    """`count` processed signals received over the last week, each with the position it
+    opened and closed, straight into the tables (what weeks of trading leave behind)."""
+    from decimal import Decimal
+
     from sqlalchemy import insert
 
-    from tradeloop.signals.models import Signal
+    from tradeloop.signals.models import Position, Signal
 
     start = datetime.now(UTC) - timedelta(days=7)
+    step = timedelta(days=7) / max(count, 1)
     for offset in range(0, count, 5_000):
-        rows = [{"id": uuid.uuid4(), "user_id": bench.owner, "origin": "webhook",
-                 "source": "bench", "symbol": SYMBOLS[i % len(SYMBOLS)], "direction": "LONG",
-                 "raw_direction": "LONG", "timeframe": "5m", "signal_time": start,
-                 "metadata_": {}, "idempotency_key": f"history-{i}", "body_hash": "x",
-                 "status": "processed", "received_at": start + timedelta(seconds=i),
-                 "processed_at": start + timedelta(seconds=i)}
-                for i in range(offset, min(count, offset + 5_000))]
+        signals, positions = [], []
+        for i in range(offset, min(count, offset + 5_000)):
+            at, symbol, signal_id = start + step * i, SYMBOLS[i % len(SYMBOLS)], uuid.uuid4()
+            signals.append({
+                "id": signal_id, "user_id": bench.owner, "origin": "webhook",
+                "source": "bench", "symbol": symbol, "direction": "LONG",
+                "raw_direction": "LONG", "timeframe": "5m", "signal_time": at,
+                "metadata_": {}, "idempotency_key": f"history-{i}", "body_hash": "x",
+                "status": "processed", "received_at": at, "processed_at": at})
+            positions.append({
+                "id": uuid.uuid4(), "user_id": bench.owner, "symbol": symbol, "side": "LONG",
+                "quantity": Decimal(10), "entry_price": Decimal(100), "opened_at": at,
+                "status": "closed", "exit_price": Decimal(101), "closed_at": at + step,
+                "realized_pnl": Decimal(10), "signal_id": signal_id})
         with bench.db.unit_of_work() as session:
-            session.execute(insert(Signal), rows)
+            session.execute(insert(Signal), signals)
+            session.execute(insert(Position), positions)
 
 
 def run(bench: Bench, signals: int, mode: str) -> int:
