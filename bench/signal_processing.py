@@ -1,22 +1,25 @@
 """CPU, statements and wall time per processed signal, in one process (no HTTP, no server).
 
     python bench/signal_processing.py [--signals 400] [--bars 300] [--mode trickle|batch]
-                                      [--postgres] [--history 0] [--profile 25]
+        [--postgres] [--history 0] [--no-count] [--profile 25 [--sort tottime] [--dump F]]
 
 What `bench/webhook.py --only e2e` measures from outside, broken down: signals like the
 benchmark's (20 crypto pairs, LONG/SHORT alternating per symbol, so after the warm-up every
 signal REVERSEs a position) are ingested through the real intake, then processed by
 `flows.process_signal_queue` exactly as the task does. Only the drains are measured: CPU
-(time.process_time, independent of other processes on the machine), wall time, and the
-SQL statements the engine sent, by kind.
+(time.process_time: this process only, so the database server's work on PostgreSQL is not
+in it), wall time, and the SQL statements the engine sent, by kind.
 
 Modes: `trickle` ingests one signal and drains (what a steady 100/s looks like when
 processing keeps up: one drain per webhook); `batch` ingests every signal, then drains once.
 `--bars N` stores N 5-minute bars per symbol first (the e2e benchmark stores none, so its
-contexts are "bars_missing"); `--history N` adds N already processed signals to the table
-(and their closed positions: the plans of the claim and book queries as the tables grow). `--profile N` prints cProfile's top N functions
-by cumulative time over the measured drains. SQLite is a temporary file; PostgreSQL is
-BENCH_DATABASE_URL with `_processing` appended (created and dropped).
+contexts are "bars_missing"); `--history N` first stores N processed signals with their
+closed positions, spread over the past week (the claim's and the book's query plans as the
+tables grow). `--no-count` leaves out the statement counter, whose engine listeners cost
+CPU of their own: use it for CPU figures. `--profile N` prints cProfile's top N functions
+(CPU time) over the measured drains and the Python function calls per signal. SQLite is a
+temporary file; PostgreSQL is BENCH_DATABASE_URL with `_processing` appended (created and
+dropped).
 """
 
 from __future__ import annotations
