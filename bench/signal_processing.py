@@ -254,6 +254,7 @@ def main() -> int:
                         "in the table")
     parser.add_argument("--mode", choices=("trickle", "batch"), default="trickle")
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions")
     parser.add_argument("--no-count", action="store_true", help="no statement counting "
                         "(its engine event listeners cost CPU of their own)")
@@ -261,10 +262,11 @@ def main() -> int:
     parser.add_argument("--sort", default="cumulative", help="cProfile order: cumulative, "
                         "tottime, ...")
     args = parser.parse_args()
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
     from tradeloop.logs import configure_logging
 
-    configure_logging("WARNING", "json")  # the server logs INFO; the bench measures processing
+    # WARNING by default: the figures are processing's own. `--log-level INFO` adds what the
+    # server's default logging costs (run with stderr to /dev/null).
+    configure_logging(args.log_level, "json")
     with database(args.postgres) as url:
         bench = Bench(url, profile=args.profile > 0, count_statements=not args.no_count)
         if args.bars:
