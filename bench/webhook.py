@@ -417,6 +417,12 @@ def end_to_end_latencies(url: str, run: str) -> dict[str, list[float]]:
             "positions": [len(positions)]}
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
@@ -431,9 +437,11 @@ def bench_end_to_end(cfg: Config, report: Report, workdir: Path,
             # 200 warm-up signals leave every symbol SHORT: the run's first LONGs reverse.
             send_steadily(server.url, E2E_RATE, 2.0, f"warm-{uuid.uuid4().hex[:8]}")
             run = f"e2e-{uuid.uuid4().hex[:12]}"
+            cpu_before = process_cpu_s(server.process.pid)
             answers = send_steadily(server.url, E2E_RATE, cfg.e2e_s, run)
             count = len(answers)
             wait_processed(url, run, count)
+            server_cpu_ms = (process_cpu_s(server.process.pid) - cpu_before) * 1000 / count
             latencies = end_to_end_latencies(url, run)
         finally:
             stop_server(server)
@@ -442,7 +450,8 @@ def bench_end_to_end(cfg: Config, report: Report, workdir: Path,
         p99 = percentile(latencies["position"], 99)
         actions = sorted(set(latencies["actions"]))
         report.data.setdefault("end_to_end", {})[name] = {
-            "signals": count, "answer_ms": [a * 1000 for a in answers], **latencies}
+            "signals": count, "answer_ms": [a * 1000 for a in answers],
+            "server_cpu_ms_per_signal": server_cpu_ms, **latencies}
         report.row(f"end to end at {E2E_RATE:.0f} signals/s on {name}: signal -> decision -> "
                    "position p50 / p95 / p99",
                    f"{percentile(latencies['position'], 50):.1f} / "
@@ -452,7 +461,9 @@ def bench_end_to_end(cfg: Config, report: Report, workdir: Path,
         report.notes.append(
             f"{name} at {E2E_RATE:.0f}/s: answers p50 "
             f"{percentile(answers, 50) * 1000:.2f} ms, p99 {percentile(answers, 99) * 1000:.2f}"
-            f" ms; signal -> decision p99 {percentile(latencies['decision'], 99):.1f} ms")
+            f" ms; signal -> decision p99 {percentile(latencies['decision'], 99):.1f} ms; "
+            f"server CPU {server_cpu_ms:.1f} ms per signal (intake + processing + logging; "
+            "its Python work shares one core, under the GIL)")
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
     python bench/webhook_fault.py [--postgres] [--clients 8] [--kill-after 3] [--min-accepted 200]
 
 1. starts `tradeloop serve` (processing on, as deployed: SQLite file, or PostgreSQL with
-   --postgres from BENCH_DATABASE_URL's server, database tradeloop_bench_fault);
+   --postgres on BENCH_DATABASE_URL's server, database `<that database>_fault`);
 2. `--clients` threads post distinct signals (each its own `id`, HMAC-signed) as fast as the
    server answers;
 3. once `--kill-after` seconds have passed and `--min-accepted` signals were ACCEPTED, sends
@@ -171,7 +171,9 @@ def main() -> int:
     pg_url = None
     if args.postgres:
         base = os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG_URL)
-        pg_url = base.rsplit("/", 1)[0] + "/tradeloop_bench_fault"
+        # A database of its own next to BENCH_DATABASE_URL's, like webhook.py's `_e2e`: two
+        # benchmarks on one server never share one.
+        pg_url = f"{base}_fault"
         reset_postgres(pg_url)
     url = pg_url or sqlite_url(workdir, "fault")
     load = Load(run=f"fault-{uuid.uuid4().hex[:12]}")

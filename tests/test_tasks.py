@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,10 +24,12 @@ from tradeloop.db import Database
 from tradeloop.tasks import (
     InlineTaskRunner,
     enqueue,
+    get_task,
     load_task_modules,
     registered_schedules,
     run_task,
     set_task_runner,
+    task,
 )
 
 load_task_modules(domains.TASK_MODULES)
@@ -85,6 +89,110 @@ class TestEnqueueAfterCommit:
         add_user_with_expired_token(db, "rollback@example.com")
         self.run_with_pool(db, fail=True)
         assert count_tokens(db) == 2
+
+
+class Drain:
+    """A coalescing task that blocks until released, and records its runs."""
+
+    def __init__(self, *, fail_first: bool = False) -> None:
+        self.release, self.started = threading.Event(), threading.Event()
+        self.lock = threading.Lock()
+        self.running = self.most_at_once = self.runs = 0
+        self.fail_first = fail_first
+
+    def __call__(self) -> int:
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        self.started.set()
+        try:
+            assert self.release.wait(30), "the test never released the drain"
+            with self.lock:
+                self.runs += 1
+                if self.fail_first and self.runs == 1:
+                    raise RuntimeError("database unreachable")
+            return self.runs
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.fixture
+def drain() -> Iterator[Drain]:
+    from tradeloop import tasks
+
+    drain = Drain()
+    task("test_coalesced_drain", coalesce=True)(drain)
+    yield drain
+    tasks._TASKS.pop("test_coalesced_drain", None)
+
+
+def run_pool() -> InlineTaskRunner:
+    # The jobs here never touch it: an in-memory database, whatever the suite runs on.
+    return InlineTaskRunner(Database.from_url("sqlite://"), pool_size=4, run_schedules=False)
+
+
+def test_requests_during_a_coalesced_run_make_it_run_once_more(drain: Drain) -> None:
+    runner = run_pool()
+    try:
+        first = runner.submit("test_coalesced_drain")
+        assert drain.started.wait(10)
+        # Three webhooks while the drain runs: no second drain beside it, one more run after.
+        assert {runner.submit("test_coalesced_drain") for _ in range(3)} == {first}
+        future = runner.futures[first]
+        drain.release.set()
+        assert future.result(timeout=10) == 2
+        assert (drain.runs, drain.most_at_once) == (2, 1)
+        # Once it has ended, a request starts a new run.
+        second = runner.submit("test_coalesced_drain")
+        assert second != first
+        runner.futures.get(second, future).result(timeout=10)
+        assert drain.runs == 3
+    finally:
+        drain.release.set()
+        runner.shutdown()
+
+
+def test_a_failed_coalesced_run_still_runs_again_when_asked(drain: Drain) -> None:
+    drain.fail_first = True
+    runner = run_pool()
+    try:
+        job = runner.submit("test_coalesced_drain")
+        assert drain.started.wait(10)
+        runner.submit("test_coalesced_drain")
+        future = runner.futures[job]
+        drain.release.set()
+        assert future.result(timeout=10) == 2  # the requested run after the failure
+    finally:
+        drain.release.set()
+        runner.shutdown()
+
+
+def test_other_tasks_still_run_side_by_side() -> None:
+    from tradeloop import tasks
+
+    drain = Drain()
+    task("test_parallel_job")(drain)
+    runner = run_pool()
+    try:
+        jobs = [runner.submit("test_parallel_job") for _ in range(2)]
+        assert len(set(jobs)) == 2
+        deadline = time.monotonic() + 10
+        while drain.most_at_once < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert drain.most_at_once == 2
+    finally:
+        drain.release.set()
+        runner.shutdown()
+        tasks._TASKS.pop("test_parallel_job", None)
+
+
+def test_signal_drains_coalesce_in_process() -> None:
+    """One drain per process (plus one requested run): on SQLite parallel drains only fight
+    for the write lock, and under the GIL they add no CPU. Celery workers are processes of
+    their own and still drain concurrently (SKIP LOCKED keeps their claims apart)."""
+    assert get_task("process_signal_queue").coalesce
+    assert registered_schedules()["process-signal-queue"].task_name == "sweep_signal_queue"
 
 
 @pytest.mark.celery

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -36,6 +37,7 @@ class TaskSpec:
     description: str
     needs_session: bool
     needs_db: bool
+    coalesce: bool = False  # see task()
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,17 @@ _SCHEDULES: dict[str, ScheduleSpec] = {}
 _START_TASKS: list[str] = []
 
 
-def task(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def task(name: str | None = None, *,
+         coalesce: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a function as a task. A keyword-only `session` parameter gets a unit of work;
-    a `db` parameter gets the Database, for tasks that commit in several steps."""
+    a `db` parameter gets the Database, for tasks that commit in several steps.
+
+    `coalesce`: in the in-process runner, a run submitted while one with the same arguments
+    is running does not start another; the running one runs once more when it ends (at most
+    one running and one requested per process). For drains, which take whatever is there
+    when they look: runs side by side in one process would only compete for the GIL and the
+    database's write lock. Celery workers, separate processes, still run them concurrently.
+    """
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
         task_name = name or func.__name__
@@ -79,6 +89,7 @@ def task(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[...
             description=doc.splitlines()[0] if doc else "",
             needs_session="session" in inspect.signature(func).parameters,
             needs_db="db" in inspect.signature(func).parameters,
+            coalesce=coalesce,
         )
         return func
 
@@ -162,6 +173,14 @@ class TaskRunner(Protocol):
     def shutdown(self) -> None: ...
 
 
+@dataclass
+class _CoalescedRun:
+    """A coalescing task's run in progress, and whether another run was asked for since."""
+
+    job_id: str
+    again: bool = False
+
+
 class InlineTaskRunner:
     """Runs tasks in a bounded thread pool and schedules in an in-process scheduler."""
 
@@ -172,13 +191,47 @@ class InlineTaskRunner:
         self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="task")
         self._scheduler: Any = None
         self.futures: dict[str, Future[Any]] = {}
+        self._lock = threading.Lock()
+        self._coalesced: dict[tuple[Any, ...], _CoalescedRun] = {}
 
     def submit(self, name: str, *args: Any, **kwargs: Any) -> str:
-        get_task(name)
-        job_id = uuid.uuid4().hex
-        self.futures[job_id] = self._pool.submit(run_task, self.db, name, *args, **kwargs)
+        if get_task(name).coalesce:
+            return self._submit_coalesced(name, args, kwargs)
+        return self._start(uuid.uuid4().hex, run_task, self.db, name, *args, **kwargs)
+
+    def _start(self, job_id: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
+        self.futures[job_id] = self._pool.submit(func, *args, **kwargs)
         self.futures[job_id].add_done_callback(lambda _f: self.futures.pop(job_id, None))
         return job_id
+
+    def _submit_coalesced(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        key = (name, args, tuple(sorted(kwargs.items())))
+        with self._lock:
+            running = self._coalesced.get(key)
+            if running is not None:
+                running.again = True
+                return running.job_id
+            running = self._coalesced[key] = _CoalescedRun(uuid.uuid4().hex)
+        return self._start(running.job_id, self._run_coalesced, key, running, name, args, kwargs)
+
+    def _run_coalesced(self, key: tuple[Any, ...], run: _CoalescedRun, name: str,
+                       args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run until no further run was asked for meanwhile. The flag is read and the run
+        retired under the same lock submit takes, so a request is never lost between a run's
+        last look and its end: it either sets `again` in time or starts a new run."""
+        while True:
+            try:
+                result, error = run_task(self.db, name, *args, **kwargs), None
+            except Exception as exc:  # logged by run_task; a requested rerun still happens
+                result, error = None, exc
+            with self._lock:
+                if not run.again:
+                    del self._coalesced[key]
+                    break
+                run.again = False
+        if error is not None:
+            raise error
+        return result
 
     def start(self) -> None:
         if not self.run_schedules or self._scheduler is not None:

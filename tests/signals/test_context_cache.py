@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.conftest import store_bars
 from tests.signals.conftest import user_id
 from tests.signals.test_gex import store_gex
 from tests.signals.test_processing import MONDAY, decision_of, send
+from tradeloop.accounts.models import User
 from tradeloop.db import Database
 from tradeloop.market_data.calendar import MarketCalendar
 from tradeloop.signals import context, context_cache, flows
@@ -153,13 +154,33 @@ def test_a_failing_source_degrades_and_processing_goes_on(
 
 def test_a_failing_lookup_query_is_contained(db: Database, owner: uuid.UUID,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(**_kwargs: object) -> None:
-        raise RuntimeError("gex store unreachable")
-
-    monkeypatch.setattr(context_cache.gex, "latest_gex", broken)
+    """A stamp query the database refuses: on PostgreSQL that aborts the transaction unless
+    the lookup's savepoint contains it, and the decision after it must still be written."""
+    broken = text("SELECT id, as_of FROM no_such_gex_table "
+                  "WHERE user_id = :owner_id AND symbol = :symbol")
+    monkeypatch.setattr(context_cache, "_STAMP", broken)
     decision = decision_of(db, send(db, owner, "SHORT", price=100.0, config=fresh_config()))
     assert (decision.action, decision.degraded) == ("ENTER", True)
-    assert decision.inputs["degraded_reasons"][0]["kind"] == "context_failed"
+    [reason] = decision.inputs["degraded_reasons"]
+    assert reason["kind"] == "context_failed" and "no_such_gex_table" in reason["message"]
+
+
+def test_a_failing_lookup_after_other_work_keeps_that_work(
+        db: Database, owner: uuid.UUID, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Later in a unit of work (as signal generation calls it) the lookup's reads run in a
+    savepoint: the work before it still commits, on PostgreSQL too."""
+    monkeypatch.setattr(context_cache, "_STAMP", text(
+        "SELECT id, as_of FROM no_such_gex_table WHERE user_id = :owner_id AND symbol = :symbol"))
+    config = fresh_config()
+    with db.unit_of_work() as session:
+        session.add(User(email="written-before@example.com", hashed_password="!"))
+        session.flush()
+        found = config.contexts.lookup(session=session, owner_id=owner, symbol="SPY",
+                                       timeframe="5m", at=MONDAY, calendar=CALENDAR)
+    assert [problem["kind"] for problem in found.problems] == ["context_failed"]
+    with db.unit_of_work() as session:
+        assert session.scalar(select(User.id).where(
+            User.email == "written-before@example.com")) is not None
 
 
 def bars_at(timeframe: str, bar_time: datetime) -> MarketContext:

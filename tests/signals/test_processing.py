@@ -232,10 +232,41 @@ def test_queue_drains_in_order_and_recovers_abandoned_claims(db: Database,
                                              parsed=service.parse_body(raw), now=at).signal_id)
     with db.unit_of_work() as session:  # a worker that crashed after claiming the first
         service.claim_signals(session=session, now=datetime.now(UTC) - timedelta(hours=1))
+    # The drain after each webhook leaves claims alone: the symbol waits behind the crashed
+    # one until the every-minute sweep requeues it.
+    assert flows.process_signal_queue(db, CONFIG) == 0
+    assert flows.requeue_abandoned_claims(db) == 1
     assert flows.process_signal_queue(db, CONFIG) == 3
     assert [decision_of(db, signal_id).action for signal_id in ids] == [
         "ENTER", "REVERSE", "EXIT"]
     assert all(signal_of(db, s).status == SignalStatus.PROCESSED for s in ids)
+
+
+def test_a_stale_claim_never_processes_a_signal_twice(
+        db: Database, owner: uuid.UUID, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker stalls past ABANDONED_AFTER with its claim; the sweep requeues the signal and
+    another worker processes it. When the first one wakes up, its unit of work must change
+    nothing: not a second decision, not a second position, not a `failed` status."""
+    intake = service.Intake(owner, None, EndpointAuth("s", frozenset({"x_signature"})))
+    raw = json.dumps(signal_body(direction="LONG", timestamp=MONDAY.isoformat())).encode()
+    with db.unit_of_work() as session:
+        signal_id = service.ingest_signal(session=session, intake=intake, raw_body=raw,
+                                          parsed=service.parse_body(raw), now=MONDAY).signal_id
+    with db.unit_of_work() as session:
+        [stale] = service.claim_signals(session=session,
+                                        now=datetime.now(UTC) - timedelta(hours=1))
+    assert flows.requeue_abandoned_claims(db) == 1
+    assert flows.process_signal_queue(db, CONFIG) == 1
+    failures: list[Exception] = []
+    monkeypatch.setattr(flows, "record_failure", lambda _db, _id, exc: failures.append(exc))
+    assert flows.process_signal(db, signal_id, CONFIG, claimed=stale) is None
+    assert failures == []
+    with db.unit_of_work() as session:
+        decisions = session.scalars(select(Decision).where(
+            Decision.signal_id == signal_id)).all()
+    assert [decision.action for decision in decisions] == ["ENTER"]
+    assert [(p.side, p.status) for p in positions_of(db, owner)] == [("LONG", "open")]
+    assert signal_of(db, signal_id).status == SignalStatus.PROCESSED
 
 
 def test_positions_api_and_manual_close(db: Database, signals_client: TestClient,

@@ -62,8 +62,12 @@ class MarketCalendar:
 
     def is_open(self, symbol: str, at: datetime) -> bool:
         """Whether `symbol`'s market is trading at instant `at` (timezone-aware)."""
-        minute = _utc_minute(at)
-        return bool(self._calendar(self.exchange_for(symbol), at).is_open_on_minute(minute))
+        exchange = self.exchange_for(symbol)
+        if exchange == ALWAYS_OPEN:
+            # Every minute is open: no pandas minute to build (each crypto signal asks).
+            _utc(at)
+            return True
+        return bool(self._calendar(exchange, at).is_open_on_minute(_utc_minute(at)))
 
     def next_open(self, symbol: str, at: datetime) -> datetime:
         """The next opening strictly after `at` (the current instant for 24/7 markets)."""

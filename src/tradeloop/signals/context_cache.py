@@ -20,15 +20,19 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy import Connection, Table, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
+from tradeloop.db import utcnow
 from tradeloop.market_data import service as market_data
 from tradeloop.market_data.calendar import MarketCalendar
+from tradeloop.market_data.models import BarSeries
 from tradeloop.ownership import OwnedRepository
 from tradeloop.signals import gex
 from tradeloop.signals.context import (
@@ -39,7 +43,8 @@ from tradeloop.signals.context import (
     problem,
     stale_bars,
 )
-from tradeloop.signals.models import ContextSnapshot, Decision, GexSignal, Signal
+from tradeloop.signals.models import ContextSnapshot, GexSignal
+from tradeloop.signals.outbox import ClaimedSignal
 from tradeloop.signals.regime import GexLevels
 
 log = structlog.get_logger(__name__)
@@ -165,24 +170,29 @@ class ContextCache:
 
     def lookup(self, *, session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str,
                at: datetime, calendar: MarketCalendar) -> SignalContext:
-        """The context of `symbol` at `at`; never raises, failures become problems."""
+        """The context of `symbol` at `at`; never raises, failures become problems.
+
+        Called first in a unit of work (processing does), a failing read rolls back that
+        transaction, which holds nothing else yet; later in one, the reads run inside a
+        savepoint. Either way the decision written after the lookup still commits.
+        """
         started = time.perf_counter()
         key = (owner_id, symbol, timeframe)
+        first = not session.in_transaction()
         try:
-            # A savepoint: on PostgreSQL a failing read would otherwise abort the whole
-            # unit of work, and the decision after it must still be written.
-            with session.begin_nested():
-                stamp, latest_gex = _read_stamp(session, owner_id, symbol, timeframe)
+            with nullcontext() if first else _contained(session):
+                stamp = _read_stamp(session, owner_id, symbol, timeframe)
                 entry = self._get(key, stamp, at)
                 hit = entry is not None
                 if entry is None:
-                    entry = _build(session, owner_id, symbol, timeframe, at, stamp, latest_gex,
-                                   self.clock())
+                    entry = _build(session, owner_id, symbol, timeframe, at, stamp, self.clock())
                     newest = stamp.newest()
                     # Only a context built from every stored input is valid for later times.
                     if not _failed(entry.market) and (newest is None or newest <= at):
                         self._put(key, entry)
         except Exception as exc:
+            if first:
+                session.rollback()  # on PostgreSQL a failed statement aborts the transaction
             log.warning("context_lookup_failed", symbol=symbol, error=str(exc)[:300])
             return SignalContext(
                 MarketContext(), None,
@@ -197,6 +207,15 @@ class ContextCache:
         return SignalContext(entry.market, levels, problems, hit, _ms_since(started))
 
 
+def _contained(session: Session) -> AbstractContextManager[object]:
+    """A savepoint around reads in a transaction that holds other work: on PostgreSQL a
+    failing statement aborts the whole transaction. SQLite undoes only the failing statement
+    and goes on, so there the savepoint's two statements are skipped."""
+    if session.connection().dialect.name == "sqlite":
+        return nullcontext()
+    return session.begin_nested()
+
+
 def process_cache_stats() -> dict[str, Any]:
     """The counters of every context cache alive in this process, added up (for /health)."""
     total, entries = CacheStats(), 0
@@ -209,24 +228,45 @@ def process_cache_stats() -> dict[str, Any]:
     return {**total.as_json(), "entries": entries}
 
 
-def _read_stamp(session: Session, owner_id: uuid.UUID, symbol: str,
-                timeframe: str) -> tuple[_Stamp, GexSignal | None]:
-    """The version stamp of the inputs, and the user's latest GEX snapshot of the symbol."""
-    wanted = {timeframe, FALLBACK_TIMEFRAME}
-    series = tuple(sorted((row.timeframe, row.fingerprint, row.last_ts)
-                          for row in market_data.list_series(session=session, symbol=symbol)
-                          if row.timeframe in wanted))
-    latest = gex.latest_gex(session=session, owner_id=owner_id, symbol=symbol)
-    return _Stamp(series, latest.id if latest else None,
-                  latest.as_of if latest else None), latest
+_SERIES: Table = BarSeries.__table__
+_GEX: Table = GexSignal.__table__
+# The stamp is read for every signal: one Core statement, built once. A one-row select of the
+# user's latest GEX snapshot (id, as_of) left-joined to the symbol's series rows, so that it
+# answers in one round trip whether either exists or not.
+_LATEST_GEX = (select(_GEX.c.id, _GEX.c.as_of)
+               .where(_GEX.c.user_id == bindparam("owner_id"),
+                      _GEX.c.symbol == bindparam("symbol"))
+               .order_by(_GEX.c.as_of.desc()).limit(1))
+_GEX_HEAD = select(
+    _LATEST_GEX.with_only_columns(_GEX.c.id).scalar_subquery().label("gex_id"),
+    _LATEST_GEX.with_only_columns(_GEX.c.as_of).scalar_subquery().label("gex_as_of"),
+).subquery("latest_gex")
+_STAMP = (select(_GEX_HEAD.c.gex_id, _GEX_HEAD.c.gex_as_of, _SERIES.c.timeframe,
+                 _SERIES.c.fingerprint, _SERIES.c.last_ts)
+          .select_from(_GEX_HEAD.outerjoin(_SERIES, and_(
+              _SERIES.c.symbol == bindparam("series_symbol"),
+              _SERIES.c.timeframe.in_(bindparam("timeframes", expanding=True))))))
+
+
+def _read_stamp(session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str) -> _Stamp:
+    """The version stamp of the inputs: the symbol's series and the user's latest GEX."""
+    rows = session.connection().execute(_STAMP, {
+        "owner_id": owner_id, "symbol": symbol,
+        "series_symbol": market_data.normalize_symbol(symbol),
+        "timeframes": sorted({timeframe, FALLBACK_TIMEFRAME})}).all()
+    series = tuple(sorted((row.timeframe, row.fingerprint, row.last_ts) for row in rows
+                          if row.timeframe is not None))
+    return _Stamp(series, rows[0].gex_id, rows[0].gex_as_of)
 
 
 def _build(session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str, at: datetime,
-           stamp: _Stamp, latest: GexSignal | None, now: float) -> _Entry:
+           stamp: _Stamp, now: float) -> _Entry:
     market = build_context(session=session, symbol=symbol, timeframe=timeframe, at=at)
-    if latest is not None and latest.as_of > at:
+    latest = None
+    if stamp.gex_id is not None:
         # A signal older than the newest snapshot uses the one it could have seen.
-        latest = gex.latest_gex(session=session, owner_id=owner_id, symbol=symbol, at=at)
+        latest = gex.latest_gex(session=session, owner_id=owner_id, symbol=symbol,
+                                at=at if stamp.gex_as_of and stamp.gex_as_of > at else None)
     levels = None if latest is None else gex.levels_of(latest)
     return _Entry(stamp, market, levels, now)
 
@@ -259,14 +299,18 @@ class SnapshotRepository(OwnedRepository[ContextSnapshot]):
     label = "Context snapshot"
 
 
-def store_snapshot(session: Session, signal: Signal, decision: Decision,
-                   context: SignalContext) -> ContextSnapshot:
+_INSERT_SNAPSHOT = insert(ContextSnapshot.__table__)
+
+
+def store_snapshot(connection: Connection, signal: ClaimedSignal, decision_id: uuid.UUID,
+                   context: SignalContext) -> None:
     """Keep the context one decision used, linked to its signal and decision."""
-    return SnapshotRepository(session, signal.user_id).add(ContextSnapshot(
-        signal_id=signal.id, decision_id=decision.id, symbol=signal.symbol,
-        timeframe=signal.timeframe, context=context.as_json(), degraded=context.degraded,
-        degraded_reasons=context.problems, cache_hit=context.cache_hit,
-        build_ms=context.build_ms))
+    connection.execute(_INSERT_SNAPSHOT, {
+        "id": uuid.uuid4(), "user_id": signal.user_id, "signal_id": signal.id,
+        "decision_id": decision_id, "symbol": signal.symbol, "timeframe": signal.timeframe,
+        "context": context.as_json(), "degraded": context.degraded,
+        "degraded_reasons": context.problems, "cache_hit": context.cache_hit,
+        "build_ms": context.build_ms, "created_at": utcnow()})
 
 
 def snapshots_of(*, session: Session, owner_id: uuid.UUID,

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from tradeloop.db import Database
@@ -37,7 +38,13 @@ from tradeloop.signals.models import (
     SignalStatus,
     WebhookEndpoint,
 )
-from tradeloop.signals.outbox import claim_signals, finish_signal, requeue_abandoned
+from tradeloop.signals.outbox import (
+    ClaimedSignal,
+    claim_signals,
+    finish_unfinished,
+    requeue_abandoned,
+    unfinished_signal,
+)
 from tradeloop.signals.positions import execute_plan, load_book, lock_book, record_decision
 from tradeloop.signals.regime import regime
 from tradeloop.signals.service import DEFAULT_REPLAY_WINDOW
@@ -76,20 +83,33 @@ def default_config() -> ProcessingConfig:
 
 def process_signal_queue(db: Database, config: ProcessingConfig | None = None,
                          batch: int = 100) -> int:
-    """Requeue abandoned claims, then process queued signals until none is left."""
+    """Process queued signals until none is left; returns how many.
+
+    Claims a crashed processor abandoned are not requeued here: the start of `serve` does it
+    at once (requeue_interrupted) and the every-minute sweep after ABANDONED_AFTER
+    (requeue_abandoned_claims), so the drain that follows every accepted webhook skips that
+    UPDATE.
+    """
     config = config or default_config()
-    with db.unit_of_work() as session:
-        requeue_abandoned(session=session, older_than=ABANDONED_AFTER)
     done = 0
-    while True:
-        # One claim per (user, symbol) at a time keeps each symbol in arrival order.
-        with db.unit_of_work() as session:
-            claimed = [signal.id for signal in claim_signals(session=session, limit=batch)]
-        if not claimed:
-            return done
-        for signal_id in claimed:
-            process_signal(db, signal_id, config)
-            done += 1
+    # One connection for the whole drain: no pool checkout per claim and per signal, which
+    # on PostgreSQL is also a pre-ping round trip each.
+    with db.pinned() as pinned:
+        while True:
+            # One claim per (user, symbol) at a time keeps each symbol in arrival order.
+            with pinned.unit_of_work() as session:
+                claimed = claim_signals(session=session, limit=batch)
+            if not claimed:
+                return done
+            for signal in claimed:
+                process_signal(pinned, signal.id, config, claimed=signal)
+                done += 1
+
+
+def requeue_abandoned_claims(db: Database) -> int:
+    """Requeue claims older than ABANDONED_AFTER (a crashed worker's); returns how many."""
+    with db.unit_of_work() as session:
+        return requeue_abandoned(session=session, older_than=ABANDONED_AFTER)
 
 
 def requeue_interrupted(db: Database) -> int:
@@ -103,59 +123,81 @@ def requeue_interrupted(db: Database) -> int:
         return requeue_abandoned(session=session, older_than=timedelta(0))
 
 
-def process_signal(db: Database, signal_id: uuid.UUID,
-                   config: ProcessingConfig | None = None) -> DecisionAction | None:
-    """Decide on one claimed signal and apply it; a failure marks it `failed`, never lost."""
+class AlreadyFinishedError(Exception):
+    """Another processor finished the signal first; this unit of work must roll back."""
+
+
+def process_signal(db: Database, signal_id: uuid.UUID, config: ProcessingConfig | None = None,
+                   *, claimed: ClaimedSignal | None = None) -> DecisionAction | None:
+    """Decide on one signal and apply it; a failure marks it `failed`, never lost.
+
+    `claimed` is the row claim_signals returned for it (committed as `processing`), which
+    spares reading it again; without it the signal is read and skipped unless it is still
+    queued or processing.
+    """
     config = config or default_config()
     started = time.perf_counter()
     try:
         with db.unit_of_work() as session:
-            signal = session.get(Signal, signal_id)
-            if signal is None or signal.status not in (SignalStatus.QUEUED.value,
-                                                       SignalStatus.PROCESSING.value):
+            signal = claimed or unfinished_signal(session.connection(), signal_id)
+            if signal is None:
                 return None  # deleted, or already finished by another worker
-            lock_book(session, signal.user_id)
-            # 1. Market hours (crypto trades 24/7), judged at the signal's own timestamp.
-            market_open, hours = market_hours(config, signal)
-            # 2. Context (bars + GEX, cached); missing or stale data degrades, never stops.
-            context = config.contexts.lookup(
-                session=session, owner_id=signal.user_id, symbol=signal.symbol,
-                timeframe=signal.timeframe, at=signal.signal_time, calendar=config.calendar)
-            gates = risk_gates(session, signal)
-            price = fill_price(signal, context.market.latest_close)
-            found = regime(context.gex, price, gates.gex_wall_buffer_pct) \
-                if context.gex is not None and price is not None else None
-            order = Order(signal.symbol, signal.direction, price, signal.signal_time,
-                          signal.score, signal.confidence, context.market.trend, found)
-            # 3. Decision: the risk gates against the user's book.
-            book = load_book(session, signal.user_id, order.at)
-            plan = decide(order, book, gates) if market_open \
-                else Plan(DecisionAction.REJECT, [hours])
-            # 4. Paper position opened / closed / reversed; 5. outcome on the opening signal.
-            _, closed = apply(book, plan, order)
-            execute_plan(session, signal, plan, order, closed)
-            decision = record_decision(
-                session, signal, plan, degraded=context.degraded,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                inputs={"market_open": market_open, "market_hours": hours,
-                        "fill_price": _text(order.price), "context": context.as_json(),
-                        "gex_regime": found.as_json() if found else None,
-                        "degraded_reasons": context.problems})
-            store_snapshot(session, signal, decision, context)
-            # 6. The signal's final status.
-            rejected = plan.action is DecisionAction.REJECT
-            finish_signal(session=session, signal=signal, status=SignalStatus.REJECTED
-                          if rejected else SignalStatus.PROCESSED)
-        log.info("signal_processed", signal_id=str(signal_id), action=plan.action.value,
-                 degraded=context.degraded)
-        return plan.action
+            action, degraded = decide_and_apply(session, signal, config, started)
+    except AlreadyFinishedError:
+        log.warning("signal_already_finished", signal_id=str(signal_id))
+        return None
     except Exception as exc:
         log.exception("signal_processing_failed", signal_id=str(signal_id))
         record_failure(db, signal_id, exc)
         return None
+    log.info("signal_processed", signal_id=str(signal_id), action=action.value,
+             degraded=degraded)
+    return action
 
 
-def market_hours(config: ProcessingConfig, signal: Signal) -> tuple[bool, str]:
+def decide_and_apply(session: Session, signal: ClaimedSignal, config: ProcessingConfig,
+                     started: float) -> tuple[DecisionAction, bool]:
+    """The flow of one signal inside its unit of work; returns the action and whether the
+    context was degraded. Raises AlreadyFinishedError when another processor finished it first."""
+    # 1. Market hours (crypto trades 24/7), judged at the signal's own timestamp.
+    market_open, hours = market_hours(config, signal)
+    # 2. Context (bars + GEX, cached); missing or stale data degrades, never stops. First in
+    # the unit of work: a failing read needs no savepoint, and the book is locked shorter.
+    context = config.contexts.lookup(
+        session=session, owner_id=signal.user_id, symbol=signal.symbol,
+        timeframe=signal.timeframe, at=signal.signal_time, calendar=config.calendar)
+    connection = session.connection()  # Core statements: processing's writes skip the ORM
+    lock_book(connection, signal.user_id)
+    gates = risk_gates(connection, signal)
+    price = fill_price(signal, context.market.latest_close)
+    found = regime(context.gex, price, gates.gex_wall_buffer_pct) \
+        if context.gex is not None and price is not None else None
+    order = Order(signal.symbol, signal.direction, price, signal.signal_time,
+                  signal.score, signal.confidence, context.market.trend, found)
+    # 3. Decision: the risk gates against the user's book.
+    book, open_rows = load_book(connection, signal.user_id, signal.symbol, order.at)
+    plan = decide(order, book, gates) if market_open \
+        else Plan(DecisionAction.REJECT, [hours])
+    # 4. Paper position opened / closed / reversed; 5. outcome on the opening signal.
+    _, closed = apply(book, plan, order)
+    own_outcome = execute_plan(connection, signal, plan, order, closed, open_rows)
+    decision_id = record_decision(
+        connection, signal, plan, degraded=context.degraded,
+        latency_ms=(time.perf_counter() - started) * 1000,
+        inputs={"market_open": market_open, "market_hours": hours,
+                "fill_price": _text(order.price), "context": context.as_json(),
+                "gex_regime": found.as_json() if found else None,
+                "degraded_reasons": context.problems})
+    store_snapshot(connection, signal, decision_id, context)
+    # 6. The signal's final status, only if nobody finished it meanwhile.
+    status = SignalStatus.REJECTED if plan.action is DecisionAction.REJECT \
+        else SignalStatus.PROCESSED
+    if not finish_unfinished(connection, signal_id=signal.id, status=status, **own_outcome):
+        raise AlreadyFinishedError(str(signal.id))
+    return plan.action, context.degraded
+
+
+def market_hours(config: ProcessingConfig, signal: ClaimedSignal) -> tuple[bool, str]:
     """Whether the signal's market trades at its timestamp, and why, in words."""
     exchange = config.calendar.exchange_for(signal.symbol)
     if not config.market_hours_enforced:
@@ -168,7 +210,8 @@ def market_hours(config: ProcessingConfig, signal: Signal) -> tuple[bool, str]:
     return False, f"market closed: {signal.symbol} ({exchange}) is not trading at {at}"
 
 
-def daily_bar_hours(config: ProcessingConfig, signal: Signal, exchange: str) -> tuple[bool, str]:
+def daily_bar_hours(config: ProcessingConfig, signal: ClaimedSignal,
+                    exchange: str) -> tuple[bool, str]:
     """A strategy signal of a daily or weekly bar is stamped with the bar's date at 00:00
     UTC, never inside a session: it is tradable when the market had a session in that bar."""
     start = signal.signal_time
@@ -201,25 +244,34 @@ def react_to_new_bars(db: Database, *, symbol: str, timeframe: str, last_written
     return {"strategy_signals": signals, "processed": processed, "marked": marked}
 
 
-def fill_price(signal: Signal, latest_close: Decimal | None) -> Decimal | None:
+def fill_price(signal: ClaimedSignal, latest_close: Decimal | None) -> Decimal | None:
     """The signal's own price, else the latest stored close."""
     price = signal.price if signal.price is not None else latest_close
     return None if price is None else price.quantize(MONEY)
 
 
-def risk_gates(session: Session, signal: Signal) -> RiskGates:
-    """The gates of the endpoint the signal came through; none for the default webhook."""
-    endpoint = session.get(WebhookEndpoint, signal.endpoint_id) if signal.endpoint_id else None
-    return RiskGates.from_json(endpoint.risk if endpoint else None)
+DEFAULT_GATES = RiskGates.from_json(None)
+_ENDPOINT_RISK = select(WebhookEndpoint.__table__.c.risk).where(
+    WebhookEndpoint.__table__.c.id == bindparam("endpoint_id"))
+
+
+def risk_gates(connection: Connection, signal: ClaimedSignal) -> RiskGates:
+    """The gates of the endpoint the signal came through; none for the default webhook.
+    Read for every signal: an endpoint's risk settings apply from their next signal on."""
+    if signal.endpoint_id is None:
+        return DEFAULT_GATES
+    risk = connection.execute(_ENDPOINT_RISK, {"endpoint_id": signal.endpoint_id}).scalar()
+    return RiskGates.from_json(risk)
 
 
 def record_failure(db: Database, signal_id: uuid.UUID, exc: Exception) -> None:
-    """Mark the signal `failed` with a processing_errors row, in a fresh unit of work."""
+    """Mark the signal `failed` with a processing_errors row, in a fresh unit of work —
+    unless it was finished meanwhile (by another processor): that outcome stands."""
     with db.unit_of_work() as session:
         signal = session.get(Signal, signal_id)
-        if signal is None:
+        if signal is None or not finish_unfinished(session.connection(), signal_id=signal_id,
+                                                   status=SignalStatus.FAILED):
             return
-        finish_signal(session=session, signal=signal, status=SignalStatus.FAILED)
         session.add(ProcessingError(
             user_id=signal.user_id, endpoint_id=signal.endpoint_id, signal_id=signal.id,
             correlation_id=signal.correlation_id, stage="processing",

@@ -75,6 +75,9 @@ class Signal(UUIDPrimaryKey, UserOwned, Base):
         Index("uq_signals_user_id_idempotency_key", "user_id", "idempotency_key", unique=True),
         Index("ix_signals_status_received_at", "status", "received_at"),
         Index("ix_signals_user_id_received_at", "user_id", "received_at"),
+        # The claim's NOT EXISTS over the same (user, symbol): outbox.py.
+        Index("ix_signals_status_user_id_symbol_received_at",
+              "status", "user_id", "symbol", "received_at"),
     )
 
     endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -174,7 +177,13 @@ class Position(UUIDPrimaryKey, UserOwned, Base):
     """A paper position: opened by one signal, closed by another signal or by hand."""
 
     __tablename__ = "positions"
-    __table_args__ = (Index("ix_positions_user_id_status_symbol", "user_id", "status", "symbol"),)
+    __table_args__ = (
+        Index("ix_positions_user_id_status_symbol", "user_id", "status", "symbol"),
+        # The book's last entry on a symbol and the day's realised P&L: positions.load_book.
+        Index("ix_positions_user_id_symbol_opened_at", "user_id", "symbol", "opened_at"),
+        Index("ix_positions_user_id_closed_at_realized_pnl",
+              "user_id", "closed_at", "realized_pnl"),
+    )
 
     symbol: Mapped[str] = mapped_column(String(32))
     side: Mapped[str] = mapped_column(String(8))

@@ -7,52 +7,104 @@ nothing stronger is possible without serialising every webhook on one lock.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 
-from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
 
 from tradeloop.db import utcnow
 from tradeloop.signals.models import Signal, SignalStatus
 
+_SIGNALS: Table = Signal.__table__
 
-def _group_heads() -> Any:
+
+class ClaimedSignal(Protocol):
+    """What processing reads of a signal: a claim returns these columns (CLAIMED_COLUMNS) as
+    plain rows, not ORM objects, which would cost more to load than the claim itself."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    endpoint_id: uuid.UUID | None
+    origin: str
+    symbol: str
+    direction: str
+    timeframe: str
+    signal_time: datetime
+    price: Decimal | None
+    score: float | None
+    confidence: float | None
+
+
+CLAIMED_COLUMNS = tuple(_SIGNALS.c[name] for name in ClaimedSignal.__annotations__)
+
+
+def _group_heads(*columns: Any) -> Select[Any]:
     """Queued signals that are the oldest of their (user, symbol) and whose group is idle."""
-    earlier, busy = aliased(Signal), aliased(Signal)
+    signal, earlier, busy = _SIGNALS, _SIGNALS.alias("earlier"), _SIGNALS.alias("busy")
     older_queued = exists().where(
-        earlier.user_id == Signal.user_id, earlier.symbol == Signal.symbol,
-        earlier.status == SignalStatus.QUEUED.value,
-        or_(earlier.received_at < Signal.received_at,
-            and_(earlier.received_at == Signal.received_at, earlier.id < Signal.id)))
+        earlier.c.user_id == signal.c.user_id, earlier.c.symbol == signal.c.symbol,
+        earlier.c.status == SignalStatus.QUEUED.value,
+        or_(earlier.c.received_at < signal.c.received_at,
+            and_(earlier.c.received_at == signal.c.received_at, earlier.c.id < signal.c.id)))
     in_progress = exists().where(
-        busy.user_id == Signal.user_id, busy.symbol == Signal.symbol,
-        busy.status == SignalStatus.PROCESSING.value)
-    return (select(Signal).where(Signal.status == SignalStatus.QUEUED.value,
-                                 ~older_queued, ~in_progress)
-            .order_by(Signal.received_at, Signal.id))
+        busy.c.user_id == signal.c.user_id, busy.c.symbol == signal.c.symbol,
+        busy.c.status == SignalStatus.PROCESSING.value)
+    return (select(*columns)
+            .where(signal.c.status == SignalStatus.QUEUED.value, ~older_queued, ~in_progress)
+            .order_by(signal.c.received_at, signal.c.id))
 
 
-def next_queued(*, session: Session, limit: int = 100) -> list[Signal]:
+# The claim is one statement, built once down to the LIMIT (a new statement object pays for
+# its cache key again at every execute, ~1 ms for this one): the heads' ids are picked, locked
+# (SKIP LOCKED on PostgreSQL) and marked in one round trip, which returns what processing
+# reads. RETURNING has no order, hence received_at to sort by.
+_HEAD_IDS = (_group_heads(_SIGNALS.c.id).limit(bindparam("limit", type_=Integer))
+             .with_for_update(skip_locked=True))
+_CLAIM = (update(_SIGNALS).where(_SIGNALS.c.id.in_(_HEAD_IDS.scalar_subquery()))
+          .values(status=SignalStatus.PROCESSING.value, claimed_at=bindparam("claimed_at"))
+          .returning(*CLAIMED_COLUMNS, _SIGNALS.c.received_at))
+_UNFINISHED = select(*CLAIMED_COLUMNS).where(
+    _SIGNALS.c.id == bindparam("signal_id"),
+    _SIGNALS.c.status.in_([SignalStatus.QUEUED.value, SignalStatus.PROCESSING.value]))
+
+
+def next_queued(*, session: Session, limit: int = 100) -> Sequence[ClaimedSignal]:
     """The signals a processor may take now, oldest first, without claiming them."""
-    return list(session.scalars(_group_heads().limit(limit)))
+    return session.connection().execute(_group_heads(*CLAIMED_COLUMNS).limit(limit)).all()
 
 
 def claim_signals(*, session: Session, limit: int = 100,
-                  now: datetime | None = None) -> list[Signal]:
+                  now: datetime | None = None) -> Sequence[ClaimedSignal]:
     """Mark up to `limit` signals `processing` and return them, oldest first.
 
     At most one per (user, symbol), and none from a group that is still processing, so each
     symbol's signals are handled one at a time in arrival order. On PostgreSQL, SKIP LOCKED
     lets several workers claim at once without taking the same row.
     """
-    rows = list(session.scalars(_group_heads().limit(limit)
-                                .with_for_update(skip_locked=True, of=Signal)))
-    claimed_at = now or utcnow()
-    for signal in rows:
-        signal.status, signal.claimed_at = SignalStatus.PROCESSING.value, claimed_at
-    session.flush()
-    return rows
+    rows = session.connection().execute(_CLAIM, {"limit": limit,
+                                                 "claimed_at": now or utcnow()}).all()
+    return sorted(rows, key=lambda row: (row.received_at, row.id))
+
+
+def unfinished_signal(connection: Connection, signal_id: uuid.UUID) -> ClaimedSignal | None:
+    """The signal as processing reads it, if it is still queued or processing."""
+    return connection.execute(_UNFINISHED, {"signal_id": signal_id}).first()
 
 
 def finish_signal(*, session: Session, signal: Signal,
@@ -62,6 +114,27 @@ def finish_signal(*, session: Session, signal: Signal,
     signal.status, signal.processed_at = status.value, now or utcnow()
     session.flush()
     return signal
+
+
+_FINISH_UNFINISHED = update(_SIGNALS).where(
+    _SIGNALS.c.id == bindparam("signal_id"),
+    _SIGNALS.c.status.in_([SignalStatus.QUEUED.value, SignalStatus.PROCESSING.value]))
+
+
+def finish_unfinished(connection: Connection, *, signal_id: uuid.UUID, status: SignalStatus,
+                      now: datetime | None = None, **columns: Any) -> bool:
+    """Set the final status (and `columns`) of a signal that is still queued or processing;
+    False, with nothing written, when it is finished already.
+
+    The condition is what keeps processing exactly-once even when a live claim was taken for
+    abandoned and requeued: of two processors of one signal, only the first commit counts
+    (the other's unit of work must roll back). On PostgreSQL a concurrent finish blocks this
+    UPDATE until it commits, then the condition is judged again on the committed row.
+    """
+    result = connection.execute(_FINISH_UNFINISHED, {
+        "signal_id": signal_id, "status": status.value, "processed_at": now or utcnow(),
+        **columns})
+    return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
 def requeue_abandoned(*, session: Session, older_than: timedelta = timedelta(minutes=5),

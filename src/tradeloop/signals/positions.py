@@ -9,8 +9,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from tradeloop.accounts.models import User
@@ -19,6 +20,7 @@ from tradeloop.errors import ConflictError, FieldValidationError
 from tradeloop.ownership import OwnedRepository
 from tradeloop.signals.context import build_context
 from tradeloop.signals.models import Decision, Position, PositionStatus, Signal
+from tradeloop.signals.outbox import ClaimedSignal
 from tradeloop.signals.trading import (
     MONEY,
     Book,
@@ -42,15 +44,68 @@ class DecisionRepository(OwnedRepository[Decision]):
     label = "Decision"
 
 
-def lock_book(session: Session, owner_id: uuid.UUID) -> None:
-    """Serialise changes to one user's book until commit (PostgreSQL; SQLite units of work
-    are serial already): gates such as max_exposure read every open position, so two workers
-    deciding on two symbols at once could each pass a limit they pass together."""
-    session.execute(select(User.id).where(User.id == owner_id).with_for_update())
+# Processing's reads and writes are Core statements built once, with bound parameters: the
+# ORM's per-object bookkeeping (identity map, flushes, change tracking) cost more CPU than
+# the statements themselves, and processing must keep up with 100 signals/s.
+_USERS: Table = User.__table__
+_POSITIONS: Table = Position.__table__
+_SIGNALS: Table = Signal.__table__
+_DECISIONS: Table = Decision.__table__
+
+# FOR NO KEY UPDATE, not FOR UPDATE: it serialises processors of one user just as well, but
+# FOR UPDATE also blocks the FOR KEY SHARE lock that every INSERT referencing the user takes
+# for its foreign key check, so each accepted webhook waited for the processing in flight.
+_LOCK_USER = (select(_USERS.c.id).where(_USERS.c.id == bindparam("owner_id"))
+              .with_for_update(key_share=True))
+# The book's two figures besides the open rows: the last entry on the order's symbol (the
+# cooldown gate) and the day's realised P&L (the daily loss gate).
+_LAST_ENTRY = (select(func.max(_POSITIONS.c.opened_at))
+               .where(_POSITIONS.c.user_id == bindparam("owner_id"),
+                      _POSITIONS.c.symbol == bindparam("symbol")).scalar_subquery())
+_REALIZED_TODAY = (select(func.sum(_POSITIONS.c.realized_pnl))
+                   .where(_POSITIONS.c.user_id == bindparam("owner_id"),
+                          _POSITIONS.c.closed_at >= bindparam("day_start"),
+                          _POSITIONS.c.closed_at < bindparam("day_end")).scalar_subquery())
+# The open rows carry both figures (uncorrelated subqueries, computed once), so the whole
+# book is one round trip; only a book without open positions asks for the figures alone.
+_OPEN_ROWS = (
+    select(_POSITIONS.c.id, _POSITIONS.c.symbol, _POSITIONS.c.side, _POSITIONS.c.quantity,
+           _POSITIONS.c.entry_price, _POSITIONS.c.signal_id, _SIGNALS.c.stop_loss,
+           _LAST_ENTRY.label("last_entry"), _REALIZED_TODAY.label("realized"))
+    .select_from(_POSITIONS.outerjoin(_SIGNALS, _SIGNALS.c.id == _POSITIONS.c.signal_id))
+    .where(_POSITIONS.c.user_id == bindparam("owner_id"),
+           _POSITIONS.c.status == PositionStatus.OPEN.value)
+    .order_by(_POSITIONS.c.opened_at))
+_BOOK_FIGURES = select(_LAST_ENTRY.label("last_entry"), _REALIZED_TODAY.label("realized"))
+_INSERT_POSITION = insert(_POSITIONS)
+_INSERT_DECISION = insert(_DECISIONS)
+# SET columns come from the parameters passed with the statement.
+_UPDATE_POSITION = update(_POSITIONS).where(_POSITIONS.c.id == bindparam("row_id"))
+_UPDATE_SIGNAL = update(_SIGNALS).where(_SIGNALS.c.id == bindparam("row_id"))
+
+
+def lock_book(connection: Connection, owner_id: uuid.UUID) -> None:
+    """Serialise changes to one user's book until commit: gates such as max_exposure read
+    every open position, so two workers deciding on two symbols at once could each pass a
+    limit they pass together. PostgreSQL only: a SQLite unit of work holds the database's
+    write lock from its first statement (BEGIN IMMEDIATE), so it is serial already."""
+    if connection.dialect.name != "sqlite":
+        connection.execute(_LOCK_USER, {"owner_id": owner_id})
 
 
 def lot_of(position: Position) -> Lot:
     return Lot(position.symbol, position.side, position.quantity, position.entry_price)
+
+
+@dataclass(frozen=True)
+class OpenRow:
+    """An open position as processing reads it: its lot, and the signal that opened it (whose
+    outcome closing it writes, with that signal's stop for the R multiple)."""
+
+    id: uuid.UUID
+    lot: Lot
+    signal_id: uuid.UUID | None
+    stop_loss: Decimal | None
 
 
 def open_positions(session: Session, owner_id: uuid.UUID) -> dict[str, Position]:
@@ -60,19 +115,26 @@ def open_positions(session: Session, owner_id: uuid.UUID) -> dict[str, Position]
     return {row.symbol: row for row in rows}
 
 
-def load_book(session: Session, owner_id: uuid.UUID, at: datetime) -> Book:
-    """The owner's book as the decision at `at` sees it."""
-    opened = open_positions(session, owner_id)
-    last_entry = {symbol: ts for symbol, ts in session.execute(
-        select(Position.symbol, func.max(Position.opened_at))
-        .where(Position.user_id == owner_id).group_by(Position.symbol))}
+def load_book(connection: Connection, owner_id: uuid.UUID, symbol: str,
+              at: datetime) -> tuple[Book, dict[str, OpenRow]]:
+    """The owner's book as a decision on `symbol` at `at` sees it, and its open rows.
+
+    `last_entry` holds `symbol`'s only: the cooldown gate reads no other, and the latest
+    entry of every symbol would be a query over the owner's whole position history.
+    """
     day_start = datetime(at.year, at.month, at.day, tzinfo=at.tzinfo)
-    realized = session.scalar(select(func.sum(Position.realized_pnl)).where(
-        Position.user_id == owner_id, Position.closed_at >= day_start,
-        Position.closed_at < day_start + timedelta(days=1)))
-    return Book(open={symbol: lot_of(row) for symbol, row in opened.items()},
-                last_entry={symbol: _aware(ts) for symbol, ts in last_entry.items()},
-                realized_by_day={at.date(): Decimal(realized or 0)})
+    params = {"owner_id": owner_id, "symbol": symbol, "day_start": day_start,
+              "day_end": day_start + timedelta(days=1)}
+    rows = connection.execute(_OPEN_ROWS, params).all()
+    figures = rows[0] if rows else connection.execute(_BOOK_FIGURES, params).one()
+    open_rows = {row.symbol: OpenRow(row.id, Lot(row.symbol, row.side, row.quantity,
+                                                 row.entry_price), row.signal_id, row.stop_loss)
+                 for row in rows}
+    book = Book(open={name: row.lot for name, row in open_rows.items()},
+                last_entry={symbol: _aware(figures.last_entry)}
+                if figures.last_entry is not None else {},
+                realized_by_day={at.date(): Decimal(figures.realized or 0)})
+    return book, open_rows
 
 
 def _aware(ts: datetime | str) -> datetime:
@@ -81,35 +143,62 @@ def _aware(ts: datetime | str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def execute_plan(session: Session, signal: Signal, plan: Plan, order: Order,
-                 closed: Closed | None) -> Position | None:
-    """Write what the plan did: close the open row, open the new one; returns the new one."""
+def execute_plan(connection: Connection, signal: ClaimedSignal, plan: Plan, order: Order,
+                 closed: Closed | None, open_rows: dict[str, OpenRow]) -> dict[str, Any]:
+    """Write what the plan did: close the open row, insert the new one. Returns what the
+    processed signal itself gets (execution price and outcome when it opened a position)."""
     if closed is not None:
-        row = open_positions(session, signal.user_id)[order.symbol]
-        close_row(session, row, closed.exit_price, order.at, closing_signal_id=signal.id)
+        close_open_row(connection, open_rows[order.symbol], closed.exit_price, order.at,
+                       closing_signal_id=signal.id)
     if plan.open is None:
-        return None
-    signal.execution_price, signal.outcome = order.price, "open"
-    return PositionRepository(session, signal.user_id).add(Position(
-        symbol=order.symbol, side=plan.open.side, quantity=plan.open.quantity,
-        entry_price=plan.open.entry_price, opened_at=order.at,
-        status=PositionStatus.OPEN.value, mark_price=order.price, marked_at=order.at,
-        unrealized_pnl=Decimal(0), signal_id=signal.id))
+        return {}
+    connection.execute(_INSERT_POSITION, {
+        "id": uuid.uuid4(), "user_id": signal.user_id, "symbol": order.symbol,
+        "side": plan.open.side, "quantity": plan.open.quantity,
+        "entry_price": plan.open.entry_price, "opened_at": order.at,
+        "status": PositionStatus.OPEN.value, "mark_price": order.price, "marked_at": order.at,
+        "unrealized_pnl": Decimal(0), "signal_id": signal.id})
+    return {"execution_price": order.price, "outcome": "open"}
+
+
+def closing_values(lot: Lot, price: Decimal, at: datetime,
+                   closing_signal_id: uuid.UUID | None) -> dict[str, Any]:
+    """The columns a position gets when it closes at `price` (already quantized)."""
+    return {"status": PositionStatus.CLOSED.value, "exit_price": price, "closed_at": at,
+            "realized_pnl": pnl(lot, price), "unrealized_pnl": None, "mark_price": price,
+            "marked_at": at, "closing_signal_id": closing_signal_id}
+
+
+def outcome_values(lot: Lot, price: Decimal, at: datetime,
+                   stop_loss: Decimal | None) -> dict[str, Any]:
+    """What the signal that opened `lot` learns when it closes at `price`."""
+    profit = pnl(lot, price)
+    return {"outcome": outcome_of(profit), "profit_loss": profit, "exit_price": price,
+            "exit_time": at, "actual_r_multiple": r_multiple(lot, price, stop_loss)}
+
+
+def close_open_row(connection: Connection, row: OpenRow, price: Decimal, at: datetime, *,
+                   closing_signal_id: uuid.UUID | None) -> None:
+    """Close one position read by load_book, and write the outcome on its opening signal."""
+    price = price.quantize(MONEY)
+    connection.execute(_UPDATE_POSITION, {
+        "row_id": row.id, **closing_values(row.lot, price, at, closing_signal_id)})
+    if row.signal_id is not None:
+        connection.execute(_UPDATE_SIGNAL, {
+            "row_id": row.signal_id, **outcome_values(row.lot, price, at, row.stop_loss)})
 
 
 def close_row(session: Session, row: Position, price: Decimal, at: datetime, *,
               closing_signal_id: uuid.UUID | None = None) -> Position:
-    """Close one position and write the outcome back on the signal that opened it."""
+    """Close one loaded position and write the outcome back on the signal that opened it."""
     price = price.quantize(MONEY)
     lot = lot_of(row)
-    row.status, row.exit_price, row.closed_at = PositionStatus.CLOSED.value, price, at
-    row.realized_pnl, row.unrealized_pnl = pnl(lot, price), None
-    row.mark_price, row.marked_at, row.closing_signal_id = price, at, closing_signal_id
+    for name, value in closing_values(lot, price, at, closing_signal_id).items():
+        setattr(row, name, value)
     opening = session.get(Signal, row.signal_id) if row.signal_id else None
     if opening is not None:
-        opening.outcome, opening.profit_loss = outcome_of(row.realized_pnl), row.realized_pnl
-        opening.exit_price, opening.exit_time = price, at
-        opening.actual_r_multiple = r_multiple(lot, price, opening.stop_loss)
+        for name, value in outcome_values(lot, price, at, opening.stop_loss).items():
+            setattr(opening, name, value)
     session.flush()
     return row
 
@@ -118,7 +207,7 @@ def close_position(*, session: Session, owner_id: uuid.UUID, position_id: uuid.U
                    price: Decimal | None = None, now: datetime | None = None) -> Position:
     """Close by hand at `price`, else at the latest stored close of the symbol."""
     row = PositionRepository(session, owner_id).get(position_id)
-    lock_book(session, owner_id)
+    lock_book(session.connection(), owner_id)
     session.refresh(row)  # a signal may have closed it while we waited for the lock
     if row.status != PositionStatus.OPEN.value:
         raise ConflictError("Position is already closed", details={"id": str(row.id)})
@@ -136,13 +225,16 @@ def close_position(*, session: Session, owner_id: uuid.UUID, position_id: uuid.U
     return close_row(session, row, price, now)
 
 
-def record_decision(session: Session, signal: Signal, plan: Plan, *, inputs: dict,
-                    degraded: bool, latency_ms: float) -> Decision:
-    """Store the decision with every input it used."""
-    return DecisionRepository(session, signal.user_id).add(Decision(
-        signal_id=signal.id, action=plan.action.value, reasons=plan.reasons,
-        inputs={**inputs, "gates": plan.gates}, degraded=degraded,
-        latency_ms=round(latency_ms, 3)))
+def record_decision(connection: Connection, signal: ClaimedSignal, plan: Plan, *, inputs: dict,
+                    degraded: bool, latency_ms: float) -> uuid.UUID:
+    """Store the decision with every input it used; returns its id."""
+    decision_id = uuid.uuid4()
+    connection.execute(_INSERT_DECISION, {
+        "id": decision_id, "user_id": signal.user_id, "signal_id": signal.id,
+        "action": plan.action.value, "reasons": plan.reasons,
+        "inputs": {**inputs, "gates": plan.gates}, "degraded": degraded,
+        "latency_ms": round(latency_ms, 3), "created_at": utcnow()})
+    return decision_id
 
 
 def list_decisions(*, session: Session, owner_id: uuid.UUID, signal_id: uuid.UUID | None = None,

@@ -12,10 +12,23 @@ from tradeloop.signals.marks import mark_open_positions
 from tradeloop.tasks import get_task_runner, run_at_start, schedule, task
 
 
-@task()
+# Coalesced: every accepted webhook asks for a drain, and one drain per process takes them
+# all in arrival order; parallel drains in one process would only queue on the GIL and, on
+# SQLite, on the write lock (whose busy handler sleeps in growing steps).
+@task(coalesce=True)
 def process_signal_queue(*, db: Database) -> int:
-    """Process queued signals (and requeue abandoned claims); returns how many."""
+    """Process queued signals; returns how many."""
     return flows.process_signal_queue(db)
+
+
+@task()
+def sweep_signal_queue(*, db: Database) -> int:
+    """Requeue claims abandoned by a crashed worker, then drain the queue (in the background);
+    returns how many claims were requeued."""
+    requeued = flows.requeue_abandoned_claims(db)
+    # The drain itself is the coalesced task: never a second one beside a running drain.
+    get_task_runner().submit(process_signal_queue.__name__)
+    return requeued
 
 
 @task()
@@ -34,7 +47,7 @@ def mark_positions(*, session: Session, symbol: str | None = None) -> int:
 
 
 # The safety net: picks up signals queued while no worker ran, and crashed claims.
-schedule("process-signal-queue", "process_signal_queue", cron="* * * * *")
+schedule("process-signal-queue", "sweep_signal_queue", cron="* * * * *")
 # Bars can also arrive where no event is delivered (a script, another process).
 schedule("mark-positions", "mark_positions", cron="* * * * *")
 react(BARS_CHANGED, "react_to_new_bars")
