@@ -168,6 +168,14 @@ def test_a_failed_coalesced_run_still_runs_again_when_asked(drain: Drain) -> Non
         runner.shutdown()
 
 
+def test_a_coalesced_run_that_could_not_start_is_not_waited_on(drain: Drain) -> None:
+    runner = run_pool()
+    runner.shutdown()
+    for _ in range(2):  # the second request must not be folded into the first, never run
+        with pytest.raises(RuntimeError):
+            runner.submit("test_coalesced_drain")
+
+
 def test_other_tasks_still_run_side_by_side() -> None:
     from tradeloop import tasks
 

@@ -212,7 +212,14 @@ class InlineTaskRunner:
                 running.again = True
                 return running.job_id
             running = self._coalesced[key] = _CoalescedRun(uuid.uuid4().hex)
-        return self._start(running.job_id, self._run_coalesced, key, running, name, args, kwargs)
+        try:
+            return self._start(running.job_id, self._run_coalesced, key, running, name, args,
+                               kwargs)
+        except BaseException:
+            # Not started (the pool is shut down): later requests must not wait on it.
+            with self._lock:
+                self._coalesced.pop(key, None)
+            raise
 
     def _run_coalesced(self, key: tuple[Any, ...], run: _CoalescedRun, name: str,
                        args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
