@@ -93,7 +93,35 @@ def test_a_failing_item_fails_alone() -> None:
     assert results[:2] + results[3:] == ["A", "B", "D"]
     assert isinstance(results[2], ValueError) and "cannot write c" in str(results[2])
     # The whole batch failed once, then each item was written on its own.
-    assert write.batches == [["a", "b", "c", "d"], ["a"], ["b"], ["c"], ["d"]]
+    assert write.batches[0] == ["a", "b", "c", "d"]
+    assert sorted(write.batches[1:]) == [["a"], ["b"], ["c"], ["d"]]
+
+
+def test_retries_after_a_failed_batch_run_side_by_side() -> None:
+    """A batch that failed because the database stayed locked: each retry waits for the lock
+    on its own, concurrently, so the last caller does not wait for every other timeout."""
+    slow = threading.Event()
+    running = threading.Semaphore(0)
+
+    def write(items: Sequence[str]) -> list[str]:
+        if len(items) > 1:
+            raise TimeoutError("database is locked")
+        running.release()
+        slow.wait(5)  # every retry holds here until all of them have started
+        return [item.upper() for item in items]
+
+    async def scenario() -> list[str]:
+        group: GroupCommit[str, str] = GroupCommit(write)
+        blocker = asyncio.create_task(group.submit("first"))
+        tasks = [asyncio.create_task(group.submit(name)) for name in "abc"]
+        await asyncio.sleep(0)
+        started = await asyncio.to_thread(lambda: all(running.acquire(timeout=5)
+                                                      for _ in range(4)) and [])
+        slow.set()
+        assert started == []
+        return await asyncio.gather(blocker, *tasks)
+
+    assert asyncio.run(scenario()) == ["FIRST", "A", "B", "C"]
 
 
 def test_a_caller_that_goes_away_does_not_break_the_batch() -> None:

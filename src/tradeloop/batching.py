@@ -26,8 +26,10 @@ class GroupCommit(Generic[Item, Result]):
     """Feeds items, in arrival order, to `write` (blocking; run in a worker thread).
 
     `write(items)` does one unit of work and returns one result per item. When it raises,
-    the batch is retried one item at a time, so a request that breaks the transaction fails
-    alone instead of taking its neighbours with it.
+    each item is retried in a write of its own, so a request that breaks the transaction
+    fails alone instead of taking its neighbours with it. The retries run side by side: one
+    after the other, a database that stays locked would make the last caller wait for every
+    other retry's timeout in turn.
     """
 
     def __init__(self, write: Callable[[Sequence[Item]], Sequence[Result]], *,
@@ -80,8 +82,7 @@ class GroupCommit(Generic[Item, Result]):
             if len(batch) == 1:
                 _settle(batch[0][1], exception=exc)
                 return
-            for entry in batch:
-                await self._write_batch([entry])
+            await asyncio.gather(*(self._write_batch([entry]) for entry in batch))
             return
         if len(results) != len(batch):
             error = RuntimeError(f"write returned {len(results)} results for {len(batch)} items")
