@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from tradeloop import migrate
@@ -38,9 +39,13 @@ def require_service(env_var: str, what: str) -> str:
     pytest.skip(message)
 
 
-def reset_postgres_database(url: str) -> None:
-    """Drop and recreate the database named in `url` (connecting to `postgres` to do so)."""
+def fresh_postgres_database(suffix: str) -> str:
+    """The URL of an empty PostgreSQL database of a test's own: TEST_DATABASE_URL's database
+    name plus `_suffix`, dropped and created again."""
+    base = make_url(require_service("TEST_DATABASE_URL", "PostgreSQL"))
+    url = base.set(database=f"{base.database}_{suffix}").render_as_string(False)
     migrate.recreate_postgres_database(url)
+    return url
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +59,7 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def postgresql_url() -> str:
     url = require_service("TEST_DATABASE_URL", "PostgreSQL")
     try:
-        reset_postgres_database(url)
+        migrate.recreate_postgres_database(url)
     except Exception as exc:
         pytest.fail(f"PostgreSQL at TEST_DATABASE_URL is unreachable: {exc}")
     migrate.upgrade(url)

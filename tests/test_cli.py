@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.conftest import require_service, reset_postgres_database
+from tests.conftest import fresh_postgres_database
 from tradeloop import migrate
 from tradeloop.accounts.models import User
 from tradeloop.cli import app, parse_task_arguments
@@ -112,13 +112,8 @@ def test_readme_run_command_serves_health_docs_and_prints_admin_once(tmp_path: P
 
 
 def test_serve_refuses_outdated_postgres_schema(tmp_path: Path) -> None:
-    base = require_service("TEST_DATABASE_URL", "PostgreSQL")
-    from sqlalchemy.engine import make_url
-
-    url = make_url(base).set(database=f"{make_url(base).database}_outdated")
-    reset_postgres_database(url.render_as_string(False))
-    env = {**os.environ, "TRADELOOP_DATA_DIR": str(tmp_path),
-           "DATABASE_URL": url.render_as_string(False)}
+    url = fresh_postgres_database("outdated")
+    env = {**os.environ, "TRADELOOP_DATA_DIR": str(tmp_path), "DATABASE_URL": url}
     result = subprocess.run([sys.executable, "-m", "tradeloop.cli", "serve"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1

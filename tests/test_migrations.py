@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 
-from tests.conftest import require_service, reset_postgres_database
+from tests.conftest import fresh_postgres_database
 from tradeloop import migrate
 from tradeloop.db import Base, create_db_engine
 from tradeloop.domains import load_models
@@ -20,10 +19,7 @@ MIGRATION_FILES = sorted((Path(migrate.__file__).parent / "migrations" / "versio
 def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'migrations.db'}"
-    base = make_url(require_service("TEST_DATABASE_URL", "PostgreSQL"))
-    url = base.set(database=f"{base.database}_migrations").render_as_string(False)
-    reset_postgres_database(url)
-    return url
+    return fresh_postgres_database("migrations")
 
 
 def tables(url: str) -> set[str]:

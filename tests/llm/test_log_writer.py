@@ -18,10 +18,9 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from tests.conftest import TEST_PASSWORD, make_settings, require_service, reset_postgres_database
+from tests.conftest import TEST_PASSWORD, fresh_postgres_database, make_settings
 from tradeloop import migrate
 from tradeloop.app import create_app
 from tradeloop.db import Database
@@ -42,9 +41,7 @@ def sqlite_file_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def postgresql_own_url() -> str:
-    base = make_url(require_service("TEST_DATABASE_URL", "PostgreSQL"))
-    url = base.set(database=f"{base.database}_log_writer").render_as_string(False)
-    reset_postgres_database(url)
+    url = fresh_postgres_database("log_writer")
     migrate.upgrade(url)
     return url
 

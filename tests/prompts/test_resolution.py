@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 import structlog
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from tests.conftest import require_service, reset_postgres_database
+from tests.conftest import fresh_postgres_database
 from tradeloop import migrate
 from tradeloop.accounts import service as accounts
 from tradeloop.db import Database
@@ -252,9 +251,7 @@ def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'shared.db'}"
     else:
-        base = make_url(require_service("TEST_DATABASE_URL", "PostgreSQL"))
-        url = base.set(database=f"{base.database}_prompt_cache").render_as_string(False)
-        reset_postgres_database(url)
+        url = fresh_postgres_database("prompt_cache")
     migrate.upgrade(url)
     database = Database.from_url(url)
     with database.unit_of_work() as session:

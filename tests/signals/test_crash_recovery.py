@@ -23,10 +23,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
-from tests.conftest import reset_postgres_database
+from tests.conftest import fresh_postgres_database
 from tradeloop import migrate
 from tradeloop.db import Database
 from tradeloop.signals.auth import x_signature
@@ -69,26 +68,10 @@ def server_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     if request.param == "sqlite":
         yield None
         return
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        pytest.skip("TEST_DATABASE_URL is not set: the PostgreSQL crash test needs it")
-    target = make_url(base)
-    url = target.set(database=f"{target.database}_crash").render_as_string(False)
-    reset_postgres_database(url)
+    url = fresh_postgres_database("crash")
     migrate.upgrade(url)
     yield url
-    drop_database(url)
-
-
-def drop_database(url: str) -> None:
-    target = make_url(url)
-    admin = create_engine(target.set(database="postgres").render_as_string(False),
-                          isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    migrate.recreate_postgres_database(url, drop_only=True)
 
 
 class Server:
