@@ -52,6 +52,7 @@ SYMBOLS = tuple(f"{base}{quote}" for base in ("BTC", "ETH", "SOL", "XRP", "ADA")
 CONNECTIONS = 16
 WRK_THREADS = 1  # one wrk thread: the server keeps the other core of a 2-core machine
 E2E_RATE = 100.0  # signals per second
+FLOOR = "floor_"  # server names of (c), the floor: FLOOR + "sqlite", FLOOR + "postgresql"
 
 
 @dataclass
@@ -216,6 +217,13 @@ def wait_until_listening(server: Server, timeout_s: float = 90) -> None:
     raise RuntimeError(f"{server.name} did not listen within {timeout_s} s")
 
 
+def start_floor(workdir: Path, database: str) -> Server:
+    """(c): bench/webhook_floor.py on `database` (sqlite:///PATH or a postgresql:// URL)."""
+    name = FLOOR + database.split(":", 1)[0]
+    return start_server(name, [sys.executable, str(BENCH_DIR / "webhook_floor.py"),
+                               "--database", database], dict(os.environ), workdir)
+
+
 def start_tradeloop(name: str, workdir: Path, database_url: str | None, *,
                     process_on_ingest: bool, port: int | None = None) -> Server:
     data_dir = workdir / f"data-{name}"
@@ -320,17 +328,21 @@ def bench_throughput(cfg: Config, report: Report, wrk: str, workdir: Path,
     report.data["throughput"] = {name: [asdict(r) for r in runs]
                                  for name, runs in results.items()}
     report.row("(a) bare FastAPI+uvicorn, requests/s", f"{rps['baseline']:,.0f}")
-    for name in ("sqlite", "postgresql"):
-        if name not in rps:
+    for database in ("sqlite", "postgresql"):
+        if database not in rps:
             continue
-        ratio = rps[name] / rps["baseline"]
-        failures = sum(r.failures for r in results[name])
-        report.row(f"(b) tradeloop /webhook on {name}, requests/s",
-                   f"{rps[name]:,.0f} ({ratio:.0%} of (a)); {failures} not ACCEPTED",
+        floor = rps[FLOOR + database]
+        report.row(f"(c) floor on {database} (bench/webhook_floor.py), requests/s",
+                   f"{floor:,.0f} ({floor / rps['baseline']:.0%} of (a))")
+        ratio = rps[database] / rps["baseline"]
+        failures = sum(r.failures for r in results[database])
+        report.row(f"(b) tradeloop /webhook on {database}, requests/s",
+                   f"{rps[database]:,.0f} ({ratio:.0%} of (a), {rps[database] / floor:.0%} of "
+                   f"(c)); {failures} not ACCEPTED",
                    ">= 70 % of (a), 0 not ACCEPTED", ratio >= 0.70 and failures == 0)
-        p50 = statistics.median(r.latency_us["p50"] for r in results[name]) / 1000
-        p99 = statistics.median(r.latency_us["p99"] for r in results[name]) / 1000
-        report.notes.append(f"{name} under {CONNECTIONS} connections: p50 {p50:.2f} ms, "
+        p50 = statistics.median(r.latency_us["p50"] for r in results[database]) / 1000
+        p99 = statistics.median(r.latency_us["p99"] for r in results[database]) / 1000
+        report.notes.append(f"{database} under {CONNECTIONS} connections: p50 {p50:.2f} ms, "
                             f"p99 {p99:.2f} ms per request")
 
 
@@ -341,8 +353,10 @@ def bench_single(cfg: Config, report: Report, wrk: str, workdir: Path,
                          duration_s=cfg.single_s, check_url=urls[name])
         p50 = result.latency_us["p50"] / 1000
         report.data.setdefault("single", {})[name] = asdict(result)
-        label = "(a) bare" if name == "baseline" else f"(b) tradeloop on {name}"
-        if name == "baseline":
+        label = {"baseline": "(a) bare", FLOOR + "sqlite": "(c) floor on sqlite",
+                 FLOOR + "postgresql": "(c) floor on postgresql"}.get(
+                     name, f"(b) tradeloop on {name}")
+        if not label.startswith("(b)"):
             report.row(f"{label}, 1 connection, p50 latency",
                        f"{p50:.2f} ms ({result.rps:,.0f} requests/s)")
         else:
@@ -469,15 +483,24 @@ def bench_end_to_end(cfg: Config, report: Report, workdir: Path,
 @contextlib.contextmanager
 def intake_servers(workdir: Path, pg_url: str | None) -> Iterator[
         tuple[dict[str, Server], dict[str, str | None]]]:
-    """(a) and (b) side by side: the baseline, tradeloop on SQLite and on PostgreSQL."""
+    """(a), (b) and (c) side by side: the baseline, and tradeloop and the floor on SQLite and
+    on PostgreSQL."""
+    from tradeloop import migrate
+
     servers: dict[str, Server] = {}
-    urls: dict[str, str | None] = {"baseline": None, "sqlite": sqlite_url(workdir, "sqlite")}
+    urls: dict[str, str | None] = {"baseline": None, "sqlite": sqlite_url(workdir, "sqlite"),
+                                   FLOOR + "sqlite": None, FLOOR + "postgresql": None}
     try:
         servers["baseline"] = start_server(
             "baseline", [sys.executable, str(BENCH_DIR / "webhook_baseline.py")],
             dict(os.environ), workdir)
+        servers[FLOOR + "sqlite"] = start_floor(workdir, f"sqlite:///{workdir / 'floor.db'}")
         servers["sqlite"] = start_tradeloop("sqlite", workdir, None, process_on_ingest=False)
         if pg_url:
+            floor_url = f"{pg_url}_floor"
+            migrate.recreate_postgres_database(floor_url)  # empty: the floor makes its table
+            servers[FLOOR + "postgresql"] = start_floor(
+                workdir, floor_url.replace("postgresql+psycopg://", "postgresql://"))
             servers["postgresql"] = start_tradeloop("postgresql", workdir, pg_url,
                                                     process_on_ingest=False)
             urls["postgresql"] = pg_url
@@ -485,6 +508,9 @@ def intake_servers(workdir: Path, pg_url: str | None) -> Iterator[
     finally:
         for server in servers.values():
             stop_server(server)
+        if pg_url:
+            with contextlib.suppress(Exception):
+                reset_postgres(f"{pg_url}_floor", drop_only=True)
 
 
 def machine() -> str:
