@@ -144,3 +144,23 @@ def test_a_caller_that_goes_away_does_not_break_the_batch() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         GroupCommit(Recorder(), max_batch=0)
+
+
+def test_the_retries_of_a_failed_batch_go_to_write_alone() -> None:
+    """`write` may hold a connection for one batch at a time; the retries run side by side,
+    so they go elsewhere, and a lone item that failed in `write` is retried there too."""
+    batched = Recorder(fail_on="b")
+    alone = Recorder()
+    batched.release.clear()
+
+    async def scenario() -> list[str]:
+        group: GroupCommit[str, str] = GroupCommit(batched, write_alone=alone)
+        tasks = [asyncio.create_task(group.submit(name)) for name in "ab"]
+        await asyncio.sleep(0.05)
+        batched.release.set()
+        first = await asyncio.gather(*tasks)
+        return [*first, await group.submit("b")]
+
+    assert asyncio.run(scenario()) == ["A", "B", "B"]
+    assert batched.batches == [["a", "b"], ["b"]]
+    assert sorted(alone.batches) == [["a"], ["b"], ["b"]]

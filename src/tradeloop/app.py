@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -58,11 +58,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
                 get_task_runner().shutdown()
             # Write the execution rows still queued (bounded wait; atexit is the fallback).
             log_writer.shutdown(db, LOG_FLUSH_TIMEOUT_S)
+            _app.state.resources.close()
 
     app = FastAPI(title="tradeloop", version="0.1.0", lifespan=lifespan,
                   description="Strategies, backtests, live signals and LLM analysis.")
     app.state.settings = settings
     app.state.db = db
+    # What the app holds open until shutdown (the webhook writer's connection).
+    app.state.resources = ExitStack()
     app.state.rate_limiter = RateLimiter(settings.rate_limit_storage_url)
     set_task_runner(build_task_runner(settings, db))
     set_event_delivery(settings.events_enabled)

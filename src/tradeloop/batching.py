@@ -25,18 +25,22 @@ DEFAULT_MAX_BATCH = 128
 class GroupCommit(Generic[Item, Result]):
     """Feeds items, in arrival order, to `write` (blocking; run in a worker thread).
 
-    `write(items)` does one unit of work and returns one result per item. When it raises,
-    each item is retried in a write of its own, so a request that breaks the transaction
-    fails alone instead of taking its neighbours with it. The retries run side by side: one
-    after the other, a database that stays locked would make the last caller wait for every
-    other retry's timeout in turn.
+    `write(items)` does one unit of work and returns one result per item; batches go to it
+    one at a time. When it raises, each item is retried in a write of its own, so a request
+    that breaks the transaction fails alone instead of taking its neighbours with it. The
+    retries go to `write_alone` (default: `write`) side by side: one after the other, a
+    database that stays locked would make the last caller wait for every other retry's
+    timeout in turn. So `write` may keep state for one caller at a time (a pinned
+    connection); `write_alone` must not.
     """
 
     def __init__(self, write: Callable[[Sequence[Item]], Sequence[Result]], *,
+                 write_alone: Callable[[Sequence[Item]], Sequence[Result]] | None = None,
                  max_batch: int = DEFAULT_MAX_BATCH):
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._write = write
+        self._write_alone = write_alone or write
         self.max_batch = max_batch
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._writing = False
@@ -75,14 +79,17 @@ class GroupCommit(Generic[Item, Result]):
         finally:
             self._writing = False
 
-    async def _write_batch(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+    async def _write_batch(self, batch: list[tuple[Item, asyncio.Future[Result]]], *,
+                           retry: bool = False) -> None:
+        write = self._write_alone if retry else self._write
         try:
-            results = await anyio.to_thread.run_sync(self._write, [item for item, _ in batch])
+            results = await anyio.to_thread.run_sync(write, [item for item, _ in batch])
         except Exception as exc:
-            if len(batch) == 1:
+            # A lone item is retried only where the retry would run differently.
+            if retry or (len(batch) == 1 and write is self._write_alone):
                 _settle(batch[0][1], exception=exc)
                 return
-            await asyncio.gather(*(self._write_batch([entry]) for entry in batch))
+            await asyncio.gather(*(self._write_batch([entry], retry=True) for entry in batch))
             return
         if len(results) != len(batch):
             error = RuntimeError(f"write returned {len(results)} results for {len(batch)} items")

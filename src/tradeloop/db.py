@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,8 @@ from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from tradeloop.driver import DriverConnection
 
 # Alembic autogenerate and cross-database migrations need stable constraint names.
 NAMING_CONVENTION = {
@@ -147,14 +149,37 @@ class Database:
         next one starts. For one thread only.
         """
         factory = self.session_factory
-        bind = factory.kw.get("bind") if isinstance(factory, sessionmaker) else None
-        if not isinstance(bind, Engine):
+        bind = self._engine()
+        if bind is None:
             yield self  # sessions already share one connection (pinned, or a test's)
             return
         with bind.connect() as connection:
             # The same factory with another bind: a new sessionmaker would make a new Session
             # subclass, whose event dispatch SQLAlchemy builds again (~0.3 ms per drain).
             yield Database(self.engine, functools.partial(factory, bind=connection))
+
+    @contextmanager
+    def driver_unit_of_work(self) -> Iterator[DriverConnection]:
+        """A unit of work on a DBAPI connection (see tradeloop.driver): commits when the block
+        ends, rolls back when it raises. Where sessions share one connection (a test's, or
+        pinned), it runs in a session's unit of work on that connection instead."""
+        engine = self._engine()
+        if engine is None:
+            with self.unit_of_work() as session:
+                yield DriverConnection.of_session(session)
+            return
+        pooled = engine.raw_connection()
+        try:
+            with DriverConnection(pooled.dbapi_connection, engine.dialect).transaction() as conn:
+                yield conn
+        finally:
+            pooled.close()
+
+    def _engine(self) -> Engine | None:
+        """The engine sessions check connections out of; None when they share one connection."""
+        factory = self.session_factory
+        bind = factory.kw.get("bind") if isinstance(factory, sessionmaker) else None
+        return bind if isinstance(bind, Engine) else None
 
     def ping(self) -> None:
         """Run a trivial query; raises when the database cannot be reached."""
@@ -163,6 +188,40 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class PinnedDriver:
+    """Driver units of work (`Database.driver_unit_of_work`) that keep one DBAPI connection
+    between them: no pool checkout, and on PostgreSQL no pre-ping round trip, per unit. For a
+    writer that runs one unit at a time (the webhook intake). A unit that fails gives its
+    connection back, and the next one checks out another."""
+
+    def __init__(self, db: Database):
+        self._db = db
+        self._pooled: Any = None
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[DriverConnection]:
+        engine = self._db._engine()
+        if engine is None:
+            with self._db.driver_unit_of_work() as connection:
+                yield connection
+            return
+        if self._pooled is None:
+            self._pooled = engine.raw_connection()
+        try:
+            with DriverConnection(self._pooled.dbapi_connection,
+                                  engine.dialect).transaction() as connection:
+                yield connection
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        pooled, self._pooled = self._pooled, None
+        if pooled is not None:
+            with suppress(Exception):  # a broken connection: the pool invalidates it
+                pooled.close()
 
 
 def run_after_commit(session: Session, callback: Callable[[], None]) -> None:

@@ -306,4 +306,10 @@ def get_task_runner() -> TaskRunner:
 def enqueue(session: Session, name: str, *args: Any, **kwargs: Any) -> None:
     """Queue a task once the session commits, so it never sees uncommitted or rolled-back rows."""
     get_task(name)
-    run_after_commit(session, lambda: get_task_runner().submit(name, *args, **kwargs))
+    run_after_commit(session, lambda: submit(name, *args, **kwargs))
+
+
+def submit(name: str, *args: Any, **kwargs: Any) -> None:
+    """Queue a task now (what the caller wrote must be committed already)."""
+    get_task(name)
+    get_task_runner().submit(name, *args, **kwargs)

@@ -251,8 +251,8 @@ class TestGroupCommit:
             key = endpoint_keys[index] if endpoint_keys else None
             deliveries.append(service.Delivery(key, raw, {"x-signature": x_signature(secret, raw)},
                                                "127.0.0.1", correlation_id=f"c{index}"))
-        with db.unit_of_work() as session:
-            return service.receive_webhooks(session=session, deliveries=deliveries,
+        with db.driver_unit_of_work() as connection:
+            return service.receive_webhooks(connection=connection, deliveries=deliveries,
                                             webhook_secret=WEBHOOK_SECRET)
 
     def test_outcomes_in_order_for_a_mixed_batch(self, db: Database, admin: dict) -> None:
@@ -279,8 +279,8 @@ class TestGroupCommit:
         good, forged = encode(signal_body(id="g")), encode(signal_body(id="f"))
         deliveries = [service.Delivery(None, raw, {"x-signature": x_signature(key, raw)}, None)
                       for raw, key in [(good, WEBHOOK_SECRET), (forged, "wrong-secret")]]
-        with db.unit_of_work() as session:
-            outcomes = service.receive_webhooks(session=session, deliveries=deliveries,
+        with db.driver_unit_of_work() as connection:
+            outcomes = service.receive_webhooks(connection=connection, deliveries=deliveries,
                                                 webhook_secret=WEBHOOK_SECRET)
         assert [_status(o) for o in outcomes] == ["ACCEPTED", "401:invalid_signature"]
         assert row_counts(db) == (1, 0)

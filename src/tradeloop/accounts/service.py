@@ -20,6 +20,7 @@ from tradeloop.accounts import security
 from tradeloop.accounts.models import TokenContext, User, UserToken
 from tradeloop.accounts.schemas import password_problems
 from tradeloop.db import utcnow
+from tradeloop.driver import DriverConnection
 from tradeloop.errors import ConflictError, FieldValidationError, UnauthorizedError
 from tradeloop.ownership import OwnedRepository
 
@@ -78,9 +79,11 @@ _FIRST_ADMIN_ID = (select(_USERS.id).where(_USERS.is_admin.is_(True))
                    .order_by(_USERS.inserted_at, _USERS.id).limit(1))
 
 
-def first_admin_id(*, session: Session) -> uuid.UUID | None:
-    """The id of `first_admin`, without loading the user."""
-    return session.connection().scalars(_FIRST_ADMIN_ID).first()
+def first_admin_id(*, connection: DriverConnection) -> uuid.UUID | None:
+    """The id of `first_admin`, without loading the user (on the driver: the default
+    webhook asks for every batch of requests)."""
+    rows = connection.rows(_FIRST_ADMIN_ID)
+    return rows[0][0] if rows else None
 
 
 def get_user(*, session: Session, user_id: uuid.UUID) -> User | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -13,8 +14,9 @@ from fastapi import APIRouter, Body, FastAPI, Query, Request, Response, status
 
 from tradeloop.accounts.dependencies import CurrentUser
 from tradeloop.batching import GroupCommit
-from tradeloop.db import Database, utcnow
+from tradeloop.db import Database, PinnedDriver, utcnow
 from tradeloop.deps import SessionDep, client_address
+from tradeloop.driver import DriverConnection
 from tradeloop.errors import AppError
 from tradeloop.logs import current_correlation_id
 from tradeloop.settings import Settings
@@ -45,7 +47,7 @@ from tradeloop.signals.trading_schemas import (
     PositionRead,
     PositionSummary,
 )
-from tradeloop.tasks import enqueue
+from tradeloop.tasks import submit
 
 router = APIRouter(tags=["signals"])
 
@@ -131,29 +133,40 @@ async def _receive(request: Request, endpoint_key: str | None) -> Response:
 
 
 def webhook_intake(app: FastAPI) -> GroupCommit[service.Delivery, service.Outcome]:
-    """The app's webhook writer: concurrent webhooks share one committed transaction."""
+    """The app's webhook writer: concurrent webhooks share one committed transaction.
+
+    Batches go one at a time through a connection kept for them (no pool checkout or
+    pre-ping round trip per batch); the retries of a failed batch run side by side on pooled
+    connections.
+    """
     intake = getattr(app.state, "webhook_intake", None)
     if intake is None:
-        intake = GroupCommit(functools.partial(_commit_deliveries, app.state.db,
-                                               app.state.settings))
+        db: Database = app.state.db
+        pinned = PinnedDriver(db)
+        app.state.resources.callback(pinned.close)
+        intake = GroupCommit(
+            functools.partial(_commit_deliveries, pinned.unit_of_work, app.state.settings),
+            write_alone=functools.partial(_commit_deliveries, db.driver_unit_of_work,
+                                          app.state.settings))
         app.state.webhook_intake = intake
     return intake
 
 
-def _commit_deliveries(db: Database, settings: Settings,
+def _commit_deliveries(unit_of_work: Callable[[], AbstractContextManager[DriverConnection]],
+                       settings: Settings,
                        deliveries: Sequence[service.Delivery]) -> list[service.Outcome]:
     # Committed before anyone is answered: ACCEPTED means durably stored.
-    with db.unit_of_work() as session:
+    with unit_of_work() as connection:
         outcomes = service.receive_webhooks(
-            session=session, deliveries=deliveries,
+            connection=connection, deliveries=deliveries,
             webhook_secret=settings.secret("WEBHOOK_SECRET"),
             replay_window=replay_window(settings))
-        accepted = any(isinstance(o, service.IngestResult) and o.status == "ACCEPTED"
-                       for o in outcomes)
-        if accepted and settings.signal_process_on_ingest:
-            # Runs after the commit: the processor only ever sees durably queued rows.
-            enqueue(session, signal_tasks.process_signal_queue.__name__)
-        return outcomes
+    accepted = any(isinstance(o, service.IngestResult) and o.status == "ACCEPTED"
+                   for o in outcomes)
+    if accepted and settings.signal_process_on_ingest:
+        # After the commit: the processor only ever sees durably queued rows.
+        submit(signal_tasks.process_signal_queue.__name__)
+    return outcomes
 
 
 def _answer(status_: str, message: str, http_status: int, started: float,

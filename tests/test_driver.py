@@ -1,0 +1,105 @@
+"""Statements on the DBAPI connection (tradeloop.driver) store and read values exactly as
+SQLAlchemy does, on SQLite and PostgreSQL, inside the caller's unit of work."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import bindparam, select, text
+
+from tradeloop.db import Database, PinnedDriver
+from tradeloop.signals.models import ProcessingError, Signal
+
+SIGNALS = Signal.__table__
+ERRORS = ProcessingError.__table__
+
+
+def admin_id(db: Database) -> uuid.UUID:
+    from tradeloop.accounts import service as accounts
+    from tradeloop.driver import DriverConnection
+
+    with db.unit_of_work() as session:
+        owner = accounts.first_admin_id(connection=DriverConnection.of_session(session))
+    assert owner is not None
+    return owner
+
+
+def signal_row(owner: uuid.UUID, key: str) -> dict[str, object]:
+    now = datetime(2026, 11, 26, 17, 30, 1, 123456, tzinfo=UTC)
+    return {"id": uuid.uuid4(), "user_id": owner, "endpoint_id": None, "origin": "webhook",
+            "source": "test", "symbol": "SPY", "direction": "LONG", "raw_direction": "buy",
+            "timeframe": "5m", "signal_time": now, "price": Decimal("487.12345678"),
+            "score": 85.5, "confidence": 0.85, "metadata": {"score": 85.5, "note": "ü"},
+            "idempotency_key": key, "body_hash": "0" * 64, "status": "queued",
+            "received_at": now, "ingest_ms": 0.25, "correlation_id": "c1",
+            "inserted_at": now, "updated_at": now}
+
+
+def test_rows_written_on_the_driver_read_back_through_the_orm(db: Database,
+                                                                admin: dict) -> None:
+    row = signal_row(admin_id(db), "driver-1")
+    with db.driver_unit_of_work() as connection:
+        assert connection.execute_many(SIGNALS.insert(), [row]) == 1
+    with db.unit_of_work() as session:
+        signal = session.get(Signal, row["id"])
+        assert signal is not None
+        assert (signal.user_id, signal.signal_time, signal.price, signal.metadata_,
+                signal.score, signal.received_at.tzinfo) == (
+            row["user_id"], row["signal_time"], row["price"], row["metadata"], 85.5, UTC)
+
+
+def test_orm_rows_read_back_on_the_driver_with_expanded_in_lists(db: Database,
+                                                                   admin: dict) -> None:
+    owner = admin_id(db)
+    rows = [signal_row(owner, f"orm-{n}") for n in range(3)]
+    with db.unit_of_work() as session:
+        session.execute(SIGNALS.insert(), rows)
+    statement = select(SIGNALS.c.id, SIGNALS.c.signal_time, SIGNALS.c.price,
+                       SIGNALS.c.metadata).where(
+        SIGNALS.c.user_id == bindparam("owner"),
+        SIGNALS.c.idempotency_key.in_(bindparam("keys", expanding=True))
+    ).order_by(SIGNALS.c.idempotency_key)
+    with db.driver_unit_of_work() as connection:
+        found = connection.rows(statement, {"owner": owner, "keys": ["orm-0", "orm-2", "x"]})
+    assert found == [(r["id"], r["signal_time"], r["price"], r["metadata"])
+                     for r in (rows[0], rows[2])]
+
+
+def test_a_failed_driver_unit_of_work_stores_nothing(db: Database) -> None:
+    error_id = uuid.uuid4()
+    with pytest.raises(RuntimeError), db.driver_unit_of_work() as connection:
+        connection.insert(ERRORS, {"id": error_id, "stage": "test", "error_type": "x",
+                                   "message": "m", "details": {}, "received_at":
+                                   datetime.now(UTC)})
+        raise RuntimeError("the unit fails")
+    with db.unit_of_work() as session:
+        assert session.get(ProcessingError, error_id) is None
+
+
+def test_a_pinned_driver_keeps_its_connection_until_a_unit_fails(tmp_path: Path) -> None:
+    db = Database.from_url(f"sqlite:///{tmp_path / 'pinned.db'}")
+    with db.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE items (name TEXT)"))
+    pinned = PinnedDriver(db)
+    seen: list[int] = []
+    try:
+        for name in ("a", "b"):
+            with pinned.unit_of_work() as connection:
+                connection.dbapi.execute("INSERT INTO items VALUES (?)", (name,))
+                seen.append(id(connection.dbapi))
+        with pytest.raises(RuntimeError), pinned.unit_of_work() as connection:
+            connection.dbapi.execute("INSERT INTO items VALUES ('rolled back')")
+            raise RuntimeError("the unit fails")
+        with pinned.unit_of_work() as connection:
+            names = [name for (name,) in connection.dbapi.execute("SELECT name FROM items")]
+            seen.append(id(connection.dbapi))
+        assert names == ["a", "b"]
+        assert seen[0] == seen[1]  # one checkout for consecutive units
+        assert pinned._pooled is not None
+    finally:
+        pinned.close()
+        db.dispose()
