@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +93,10 @@ class DriverConnection:
         try:
             yield self
         except BaseException:
-            self.dbapi.rollback()
+            # The block's error is the one to report; a connection that cannot even roll
+            # back is discarded by its owner.
+            with suppress(Exception):
+                self.dbapi.rollback()
             raise
         self.dbapi.commit()
 

@@ -258,6 +258,7 @@ def ingest_signal(*, session: Session, intake: Intake, raw_body: bytes, parsed: 
                   started: float | None = None) -> IngestResult:
     """Validate, deduplicate and queue one authenticated signal (live strategies, tests)."""
     item = _Item(intake, raw_body, parsed, webhook_id, correlation_id, now or utcnow(), started)
+    session.flush()  # the intake's statements bypass the ORM: they must see what it holds
     return _ingest(DriverConnection.of_session(session), [item], replay_window)[0]
 
 
