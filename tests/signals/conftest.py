@@ -20,7 +20,6 @@ from tradeloop.accounts.models import User
 from tradeloop.app import create_app
 from tradeloop.db import Database
 from tradeloop.settings import Settings
-from tradeloop.signals import api as signals_api
 from tradeloop.signals.auth import standard_webhooks_signature, x_signature
 from tradeloop.signals.models import ProcessingError, Signal
 
@@ -29,11 +28,8 @@ ENDPOINTS = "/api/v1/webhook-endpoints"
 
 
 def build_app(settings: Settings, db: Database) -> FastAPI:
-    """The app, with the signals router included unless domains.py already registers it."""
-    app = create_app(settings, db)
-    if not any(getattr(route, "path", None) == "/webhook" for route in app.routes):
-        app.include_router(signals_api.router)
-    return app
+    """The app as `serve` builds it (domains.py registers the signals router)."""
+    return create_app(settings, db)
 
 
 @pytest.fixture

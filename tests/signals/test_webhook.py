@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -440,3 +441,12 @@ def test_replay_window_setting(settings: object) -> None:
     assert replay_window(configured) == timedelta(hours=1)  # type: ignore[arg-type]
     expected = getattr(settings, "signal_replay_window_s", 86_400)
     assert replay_window(settings) == timedelta(seconds=expected)  # type: ignore[arg-type]
+
+
+def test_the_webhooks_are_documented_in_openapi(signals_app: FastAPI) -> None:
+    """Served without dependency solving (RequestOnlyRoute), still documented as routes."""
+    paths = signals_app.openapi()["paths"]
+    default, keyed = paths["/webhook"]["post"], paths["/webhook/{endpoint_key}"]["post"]
+    assert set(default["requestBody"]["content"]) == {"application/json", "text/plain"}
+    assert [p["name"] for p in keyed["parameters"]] == ["endpoint_key"]
+    assert {"200", "401", "413", "422"} <= set(keyed["responses"])

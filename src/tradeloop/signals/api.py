@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, Query, Request, Response, status
+from fastapi.routing import APIRoute
 
 from tradeloop.accounts.dependencies import CurrentUser
 from tradeloop.batching import GroupCommit
@@ -75,18 +76,36 @@ class PayloadTooLargeError(AppError):
     code = "payload_too_large"
 
 
-@router.post("/webhook", status_code=status.HTTP_200_OK, openapi_extra=WEBHOOK_DOC,
-             responses=WEBHOOK_RESPONSES)
+class RequestOnlyRoute(APIRoute):
+    """A route documented from its endpoint's signature like any other, but called with the
+    request and its path parameters only: no per-request dependency solving. For the webhooks,
+    the hot path under alert bursts (~30 µs a request less)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            response: Response = await endpoint(request=request, **request.path_params)
+            return response
+
+        return handler
+
+
 async def default_webhook(request: Request) -> Response:
     """The default endpoint (the first admin's): WEBHOOK_SECRET as x-signature or body secret."""
     return await _receive(request, None)
 
 
-@router.post("/webhook/{endpoint_key}", status_code=status.HTTP_200_OK,
-             openapi_extra=WEBHOOK_DOC, responses=WEBHOOK_RESPONSES)
 async def endpoint_webhook(endpoint_key: str, request: Request) -> Response:
     """A user's endpoint, with its own secret, auth modes and IP allowlist."""
     return await _receive(request, endpoint_key)
+
+
+for _path, _endpoint in (("/webhook", default_webhook),
+                         ("/webhook/{endpoint_key}", endpoint_webhook)):
+    router.add_api_route(_path, _endpoint, methods=["POST"], status_code=status.HTTP_200_OK,
+                         openapi_extra=WEBHOOK_DOC, responses=WEBHOOK_RESPONSES,
+                         route_class_override=RequestOnlyRoute)
 
 
 async def read_body(request: Request, limit: int = service.MAX_BODY_BYTES) -> bytes:
