@@ -58,7 +58,8 @@ def signal_raw(index: int, run: str) -> bytes:
 
 
 class StatementCounter:
-    """Counts the statements an engine sends, by their first word (SELECT, INSERT, ...)."""
+    """Counts the statements sent, by their first word (SELECT, INSERT, ...): through the
+    engine (its events) and on the DBAPI connection (tradeloop.driver, wrapped)."""
 
     def __init__(self) -> None:
         self.kinds: Counter[str] = Counter()
@@ -72,9 +73,22 @@ class StatementCounter:
     def attach(self, engine: Any) -> None:
         from sqlalchemy import event
 
+        from tradeloop.driver import DriverConnection
+
         event.listen(engine, "before_cursor_execute", self)
         event.listen(engine, "begin", lambda _conn: self.count("BEGIN"))
         event.listen(engine, "commit", lambda _conn: self.count("COMMIT"))
+        for name in ("rows", "execute", "execute_many"):
+            self._wrap(DriverConnection, name)
+
+    def _wrap(self, cls: type, name: str) -> None:
+        method = getattr(cls, name)
+
+        def counted(connection: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
+            self.count(type(statement).__name__.upper())
+            return method(connection, statement, *args, **kwargs)
+
+        setattr(cls, name, counted)
 
     def count(self, kind: str) -> None:
         if self.active:

@@ -4,13 +4,15 @@ SQLAlchemy does, on SQLite and PostgreSQL, inside the caller's unit of work."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, column, select, table, text, update
 
+from tests.conftest import fresh_postgres_database
 from tradeloop.db import Database, PinnedDriver
 from tradeloop.signals.models import ProcessingError, Signal
 
@@ -69,6 +71,36 @@ def test_orm_rows_read_back_on_the_driver_with_expanded_in_lists(db: Database,
                      for r in (rows[0], rows[2])]
 
 
+def test_pipelined_updates_set_only_the_named_columns_and_return_named_rows(
+        db: Database, admin: dict) -> None:
+    row = signal_row(admin_id(db), "pipelined")
+    by_id = SIGNALS.c.id == bindparam("row_id")
+    with db.driver_unit_of_work() as connection:
+        connection.execute_many(SIGNALS.insert(), [row])
+        with connection.pipeline():
+            connection.execute(update(SIGNALS).where(by_id),
+                               {"row_id": row["id"], "price": Decimal("1.5")})
+            [returned] = connection.rows(
+                update(SIGNALS).where(by_id).returning(SIGNALS.c.id, SIGNALS.c.price),
+                {"row_id": row["id"], "status": "processed"})
+    assert (returned.id, returned.price) == (row["id"], Decimal("1.5"))
+    with db.unit_of_work() as session:
+        signal = session.get(Signal, row["id"])
+        assert signal is not None
+        assert (signal.price, signal.status, signal.metadata_) == (
+            Decimal("1.5"), "processed", row["metadata"])
+
+
+def test_an_error_in_a_pipeline_fails_the_unit_of_work(db: Database, admin: dict) -> None:
+    first, clash = signal_row(admin_id(db), "first"), signal_row(admin_id(db), "clash")
+    with pytest.raises(Exception, match=r"(?i)unique"), \
+            db.driver_unit_of_work() as connection, connection.pipeline():
+        connection.execute(SIGNALS.insert(), first)
+        connection.execute(SIGNALS.insert(), {**clash, "id": first["id"]})
+    with db.unit_of_work() as session:
+        assert session.get(Signal, first["id"]) is None
+
+
 def test_a_failed_driver_unit_of_work_stores_nothing(db: Database) -> None:
     error_id = uuid.uuid4()
     with pytest.raises(RuntimeError), db.driver_unit_of_work() as connection:
@@ -103,3 +135,37 @@ def test_a_pinned_driver_keeps_its_connection_until_a_unit_fails(tmp_path: Path)
     finally:
         pinned.close()
         db.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def items_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A database of the test's own (not the shared test connection) with one table."""
+    url = (f"sqlite:///{tmp_path / 'items.db'}" if request.param == "sqlite"
+           else fresh_postgres_database("driver_items"))
+    db = Database.from_url(url)
+    with db.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE items (name TEXT)"))
+    yield db
+    db.dispose()
+
+
+ITEMS = table("items", column("name"))
+
+
+def stored_names(db: Database) -> list[str]:
+    with db.engine.connect() as connection:  # another connection: committed rows only
+        return sorted(connection.execute(select(ITEMS.c.name)).scalars())
+
+
+def test_an_autocommit_statement_is_committed_and_the_next_unit_is_a_transaction(
+        items_db: Database) -> None:
+    with items_db.pinned() as pinned:
+        with pinned.autocommit_driver() as connection:
+            connection.execute(ITEMS.insert(), {"name": "claimed"})
+        assert stored_names(items_db) == ["claimed"]  # visible before the pinned one ends
+        with pytest.raises(RuntimeError), pinned.unit_of_work() as session:
+            session.execute(ITEMS.insert(), {"name": "rolled back"})
+            raise RuntimeError("the unit fails")
+    with items_db.autocommit_driver() as connection:
+        connection.execute(ITEMS.insert(), {"name": "pooled"})
+    assert stored_names(items_db) == ["claimed", "pooled"]

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -117,10 +117,12 @@ class Database:
     """An engine and its session factory; one per process (or per test)."""
 
     def __init__(self, engine: Engine,
-                 session_factory: Callable[[], Session] | None = None):
+                 session_factory: Callable[[], Session] | None = None, *,
+                 pinned_to: Connection | None = None):
         self.engine = engine
         self.session_factory = session_factory or sessionmaker(
             engine.execution_options(**{UNIT_OF_WORK_OPTION: True}), expire_on_commit=False)
+        self._pinned_to = pinned_to  # the connection of `pinned`, idle between units of work
 
     @classmethod
     def from_url(cls, url: str, *, connect_timeout_s: float = 2.0) -> Database:
@@ -156,7 +158,8 @@ class Database:
         with bind.connect() as connection:
             # The same factory with another bind: a new sessionmaker would make a new Session
             # subclass, whose event dispatch SQLAlchemy builds again (~0.3 ms per drain).
-            yield Database(self.engine, functools.partial(factory, bind=connection))
+            yield Database(self.engine, functools.partial(factory, bind=connection),
+                           pinned_to=connection)
 
     @contextmanager
     def driver_unit_of_work(self) -> Iterator[DriverConnection]:
@@ -174,6 +177,29 @@ class Database:
                 yield conn
         finally:
             pooled.close()
+
+    @contextmanager
+    def autocommit_driver(self) -> Iterator[DriverConnection]:
+        """A DBAPI connection on which each statement commits on its own (DriverConnection.
+        autocommit): for a unit of work that is one statement (a queue claim). Where sessions
+        share one connection in a transaction of their own (a test's), a unit of work on it."""
+        engine = self._engine()
+        if self._pinned_to is not None:
+            connection = self._pinned_to
+            with DriverConnection(connection.connection.dbapi_connection,
+                                  connection.dialect).autocommit() as driver:
+                yield driver
+        elif engine is not None:
+            pooled = engine.raw_connection()
+            try:
+                with DriverConnection(pooled.dbapi_connection,
+                                      engine.dialect).autocommit() as driver:
+                    yield driver
+            finally:
+                pooled.close()
+        else:
+            with self.driver_unit_of_work() as driver:
+                yield driver
 
     def _engine(self) -> Engine | None:
         """The engine sessions check connections out of; None when they share one connection."""

@@ -2,8 +2,9 @@
 
 SQLAlchemy's execution layer (events, parameter objects, result wrapping) costs ~50-100 µs a
 statement on a small machine, more than a short INSERT or an indexed SELECT takes in SQLite,
-and its unit of work as much again for BEGIN and COMMIT. Where a request's latency is a few
-such statements (the webhook intake), they run here instead: each statement is still built
+and its unit of work as much again for BEGIN and COMMIT. Where latency is a few such
+statements per request or per signal (the webhook intake, signal processing), they run here
+instead: each statement is still built
 with Core and compiled by the dialect (once per statement, dialect and column set), and every
 value still goes through its column type's own bind and result processors, so rows are stored
 and read exactly as SQLAlchemy would store and read them.
@@ -12,8 +13,9 @@ and read exactly as SQLAlchemy would store and read them.
 from __future__ import annotations
 
 import functools
+from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import UpdateBase
 
 Processor = Callable[[Any], Any]
 
@@ -48,25 +51,37 @@ class DriverConnection:
         return cls(connection.connection.dbapi_connection, connection.dialect)
 
     def rows(self, statement: Executable, params: Mapping[str, Any] | None = None,
-             ) -> list[tuple[Any, ...]]:
-        """The rows a SELECT returns, each value through its column type's result processor."""
-        entry = _compile(statement, self.dialect)
+             ) -> list[Any]:
+        """The rows a SELECT (or a DML statement with RETURNING) returns, as named tuples,
+        each value through its column type's result processor."""
+        params = params or {}
+        entry = _compile(statement, self.dialect, _column_keys(statement, params))
         cursor = self.dbapi.cursor()
         try:
-            cursor.execute(*_driver_call(entry, self.dialect, params or {}))
+            cursor.execute(*_driver_call(entry, self.dialect, params))
             fetched = cursor.fetchall()
-            # The driver's type codes pick the processors, as SQLAlchemy's results do.
-            results = _result_processors(statement, self.dialect,
-                                         tuple(column[1] for column in cursor.description))
+            results = _result_processors(statement, self.dialect, cursor)
         finally:
             cursor.close()
+        make = _row_type(statement)._make
         if not any(results):
-            return [tuple(row) for row in fetched]
-        return [tuple(value if process is None else process(value)
-                      for process, value in zip(results, row, strict=True))
+            return [make(row) for row in fetched]
+        return [make(value if process is None else process(value)
+                     for process, value in zip(results, row, strict=True))
                 for row in fetched]
 
-    def execute_many(self, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> int:
+    def execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> None:
+        """Run a statement whose result nobody reads (an INSERT, an UPDATE): inside
+        `pipeline` it is sent without waiting for the server."""
+        params = params or {}
+        entry = _compile(statement, self.dialect, _column_keys(statement, params))
+        cursor = self.dbapi.cursor()
+        try:
+            cursor.execute(*_driver_call(entry, self.dialect, params))
+        finally:
+            cursor.close()
+
+    def execute_many(self, statement: UpdateBase, rows: Sequence[Mapping[str, Any]]) -> int:
         """Run a DML statement once per row (every row with the same keys); the row count."""
         entry = _compile(statement, self.dialect, tuple(rows[0]))
         names, positional = entry.compiled.positiontup, entry.compiled.positional
@@ -79,6 +94,30 @@ class DriverConnection:
             return int(cursor.rowcount)
         finally:
             cursor.close()
+
+    @contextmanager
+    def autocommit(self) -> Iterator[DriverConnection]:
+        """Each statement of the block commits on its own, without BEGIN and COMMIT: a single
+        statement is atomic anyway, and on PostgreSQL those are two round trips more. For a
+        connection outside any transaction. (SQLite connections of tradeloop's engines run
+        without pysqlite's implicit transactions, so there this is already the case.)"""
+        if self.dialect.name != "postgresql":
+            yield self
+            return
+        self.dbapi.autocommit = True
+        try:
+            yield self
+        finally:
+            self.dbapi.autocommit = False
+
+    @contextmanager
+    def pipeline(self) -> Iterator[DriverConnection]:
+        """On PostgreSQL (psycopg's pipeline mode), the block's statements go to the server
+        without a round trip each: `rows` waits for what was sent before it, and the end of
+        the block for the rest, raising the first error. Elsewhere statements run as usual."""
+        start = getattr(self.dbapi, "pipeline", None)
+        with start() if start is not None else nullcontext():
+            yield self
 
     def insert(self, table: Table, row: Mapping[str, Any]) -> None:
         """INSERT one row of `table` (only the columns `row` names)."""
@@ -133,6 +172,11 @@ def _driver_call(entry: _Compiled, dialect: Dialect,
     return sql, processed
 
 
+def _column_keys(statement: Executable, params: Mapping[str, Any]) -> tuple[str, ...] | None:
+    # An INSERT or UPDATE sets the columns its parameters name, as Connection.execute does.
+    return tuple(params) if isinstance(statement, UpdateBase) else None
+
+
 @functools.lru_cache(maxsize=256)
 def _compile(statement: Executable, dialect: Dialect,
              column_keys: tuple[str, ...] | None = None) -> _Compiled:
@@ -145,9 +189,36 @@ def _compile(statement: Executable, dialect: Dialect,
     return _Compiled(compiled, binds, expanding)
 
 
-@functools.lru_cache(maxsize=256)
 def _result_processors(statement: Executable, dialect: Dialect,
-                       type_codes: tuple[Any, ...]) -> tuple[Processor | None, ...]:
-    columns = getattr(statement, "selected_columns", ())
-    return tuple(column.type.dialect_impl(dialect).result_processor(dialect, type_code)
-                 for column, type_code in zip(columns, type_codes, strict=True))
+                       cursor: Any) -> tuple[Processor | None, ...]:
+    """The columns' result processors, picked by the driver's type codes as SQLAlchemy's
+    results do; a statement's type codes do not change, so its cursor's description (which
+    psycopg builds anew at each access) is read only the first time."""
+    key = (statement, dialect)
+    processors = _RESULT_PROCESSORS.get(key)
+    if processors is None:
+        columns = _columns(statement)
+        if cursor.description is None:  # nothing to process (a driver without a description)
+            return (None,) * len(columns)
+        type_codes = tuple(column[1] for column in cursor.description)
+        processors = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, type_code)
+            for column, type_code in zip(columns, type_codes, strict=True))
+        if len(_RESULT_PROCESSORS) < 512:
+            _RESULT_PROCESSORS[key] = processors
+    return processors
+
+
+_RESULT_PROCESSORS: dict[tuple[Executable, Dialect], tuple[Processor | None, ...]] = {}
+
+
+def _columns(statement: Executable) -> Sequence[Any]:
+    # A SELECT's columns, or a DML statement's RETURNING columns.
+    return list(getattr(statement, "exported_columns", ()))
+
+
+@functools.lru_cache(maxsize=256)
+def _row_type(statement: Executable) -> Any:
+    """Rows as named tuples: unpacked like tuples, read by column name like SQLAlchemy's."""
+    return namedtuple("Row", [column.key for column in _columns(statement)],  # type: ignore[misc]
+                      rename=True)

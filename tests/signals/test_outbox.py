@@ -44,8 +44,8 @@ def queue(db: Database, owner: uuid.UUID, symbol: str, seconds: int) -> uuid.UUI
 
 
 def claim(db: Database, limit: int = 100) -> list[uuid.UUID]:
-    with db.unit_of_work() as session:
-        return [s.id for s in service.claim_signals(session=session, limit=limit)]
+    with db.autocommit_driver() as connection:
+        return [s.id for s in service.claim_signals(connection=connection, limit=limit)]
 
 
 def finish(db: Database, signal_id: uuid.UUID) -> None:

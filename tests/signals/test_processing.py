@@ -230,8 +230,9 @@ def test_queue_drains_in_order_and_recovers_abandoned_claims(db: Database,
         with db.unit_of_work() as session:
             ids.append(service.ingest_signal(session=session, intake=intake, raw_body=raw,
                                              parsed=service.parse_body(raw), now=at).signal_id)
-    with db.unit_of_work() as session:  # a worker that crashed after claiming the first
-        service.claim_signals(session=session, now=datetime.now(UTC) - timedelta(hours=1))
+    with db.autocommit_driver() as connection:  # a worker that crashed after claiming
+        service.claim_signals(connection=connection,
+                              now=datetime.now(UTC) - timedelta(hours=1))
     # The drain after each webhook leaves claims alone: the symbol waits behind the crashed
     # one until the every-minute sweep requeues it.
     assert flows.process_signal_queue(db, CONFIG) == 0
@@ -252,8 +253,8 @@ def test_a_stale_claim_never_processes_a_signal_twice(
     with db.unit_of_work() as session:
         signal_id = service.ingest_signal(session=session, intake=intake, raw_body=raw,
                                           parsed=service.parse_body(raw), now=MONDAY).signal_id
-    with db.unit_of_work() as session:
-        [stale] = service.claim_signals(session=session,
+    with db.autocommit_driver() as connection:
+        [stale] = service.claim_signals(connection=connection,
                                         now=datetime.now(UTC) - timedelta(hours=1))
     assert flows.requeue_abandoned_claims(db) == 1
     assert flows.process_signal_queue(db, CONFIG) == 1

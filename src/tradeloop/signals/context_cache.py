@@ -26,10 +26,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Table, and_, bindparam, insert, select
+from sqlalchemy import Table, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from tradeloop.db import utcnow
+from tradeloop.driver import DriverConnection
 from tradeloop.market_data import service as market_data
 from tradeloop.market_data.calendar import MarketCalendar
 from tradeloop.market_data.models import BarSeries
@@ -250,10 +251,10 @@ _STAMP = (select(_GEX_HEAD.c.gex_id, _GEX_HEAD.c.gex_as_of, _SERIES.c.timeframe,
 
 def _read_stamp(session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str) -> _Stamp:
     """The version stamp of the inputs: the symbol's series and the user's latest GEX."""
-    rows = session.connection().execute(_STAMP, {
+    rows = DriverConnection.of_session(session).rows(_STAMP, {
         "owner_id": owner_id, "symbol": symbol,
         "series_symbol": market_data.normalize_symbol(symbol),
-        "timeframes": sorted({timeframe, FALLBACK_TIMEFRAME})}).all()
+        "timeframes": sorted({timeframe, FALLBACK_TIMEFRAME})})
     series = tuple(sorted((row.timeframe, row.fingerprint, row.last_ts) for row in rows
                           if row.timeframe is not None))
     return _Stamp(series, rows[0].gex_id, rows[0].gex_as_of)
@@ -302,7 +303,7 @@ class SnapshotRepository(OwnedRepository[ContextSnapshot]):
 _INSERT_SNAPSHOT = insert(ContextSnapshot.__table__)
 
 
-def store_snapshot(connection: Connection, signal: ClaimedSignal, decision_id: uuid.UUID,
+def store_snapshot(connection: DriverConnection, signal: ClaimedSignal, decision_id: uuid.UUID,
                    context: SignalContext) -> None:
     """Keep the context one decision used, linked to its signal and decision."""
     connection.execute(_INSERT_SNAPSHOT, {

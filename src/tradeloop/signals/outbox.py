@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from sqlalchemy import (
-    Connection,
     Integer,
     Select,
     Table,
@@ -29,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from tradeloop.db import utcnow
+from tradeloop.driver import DriverConnection
 from tradeloop.signals.models import Signal, SignalStatus
 
 _SIGNALS: Table = Signal.__table__
@@ -89,7 +89,7 @@ def next_queued(*, session: Session, limit: int = 100) -> Sequence[ClaimedSignal
     return session.connection().execute(_group_heads(*CLAIMED_COLUMNS).limit(limit)).all()
 
 
-def claim_signals(*, session: Session, limit: int = 100,
+def claim_signals(*, connection: DriverConnection, limit: int = 100,
                   now: datetime | None = None) -> Sequence[ClaimedSignal]:
     """Mark up to `limit` signals `processing` and return them, oldest first.
 
@@ -97,14 +97,15 @@ def claim_signals(*, session: Session, limit: int = 100,
     symbol's signals are handled one at a time in arrival order. On PostgreSQL, SKIP LOCKED
     lets several workers claim at once without taking the same row.
     """
-    rows = session.connection().execute(_CLAIM, {"limit": limit,
-                                                 "claimed_at": now or utcnow()}).all()
+    rows = connection.rows(_CLAIM, {"limit": limit, "claimed_at": now or utcnow()})
     return sorted(rows, key=lambda row: (row.received_at, row.id))
 
 
-def unfinished_signal(connection: Connection, signal_id: uuid.UUID) -> ClaimedSignal | None:
+def unfinished_signal(connection: DriverConnection,
+                      signal_id: uuid.UUID) -> ClaimedSignal | None:
     """The signal as processing reads it, if it is still queued or processing."""
-    return connection.execute(_UNFINISHED, {"signal_id": signal_id}).first()
+    rows = connection.rows(_UNFINISHED, {"signal_id": signal_id})
+    return rows[0] if rows else None
 
 
 def finish_signal(*, session: Session, signal: Signal,
@@ -116,12 +117,15 @@ def finish_signal(*, session: Session, signal: Signal,
     return signal
 
 
+# RETURNING rather than the row count: in a pipeline (processing's writes on PostgreSQL) the
+# count is not known until a result is fetched.
 _FINISH_UNFINISHED = update(_SIGNALS).where(
     _SIGNALS.c.id == bindparam("signal_id"),
-    _SIGNALS.c.status.in_([SignalStatus.QUEUED.value, SignalStatus.PROCESSING.value]))
+    _SIGNALS.c.status.in_([SignalStatus.QUEUED.value, SignalStatus.PROCESSING.value]),
+).returning(_SIGNALS.c.id)
 
 
-def finish_unfinished(connection: Connection, *, signal_id: uuid.UUID, status: SignalStatus,
+def finish_unfinished(connection: DriverConnection, *, signal_id: uuid.UUID, status: SignalStatus,
                       now: datetime | None = None, **columns: Any) -> bool:
     """Set the final status (and `columns`) of a signal that is still queued or processing;
     False, with nothing written, when it is finished already.
@@ -131,10 +135,9 @@ def finish_unfinished(connection: Connection, *, signal_id: uuid.UUID, status: S
     (the other's unit of work must roll back). On PostgreSQL a concurrent finish blocks this
     UPDATE until it commits, then the condition is judged again on the committed row.
     """
-    result = connection.execute(_FINISH_UNFINISHED, {
+    return len(connection.rows(_FINISH_UNFINISHED, {
         "signal_id": signal_id, "status": status.value, "processed_at": now or utcnow(),
-        **columns})
-    return int(getattr(result, "rowcount", 0) or 0) == 1
+        **columns})) == 1
 
 
 def requeue_abandoned(*, session: Session, older_than: timedelta = timedelta(minutes=5),

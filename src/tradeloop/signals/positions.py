@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from tradeloop.accounts.models import User
 from tradeloop.db import utcnow
+from tradeloop.driver import DriverConnection
 from tradeloop.errors import ConflictError, FieldValidationError
 from tradeloop.ownership import OwnedRepository
 from tradeloop.signals.context import build_context
@@ -44,9 +45,10 @@ class DecisionRepository(OwnedRepository[Decision]):
     label = "Decision"
 
 
-# Processing's reads and writes are Core statements built once, with bound parameters: the
-# ORM's per-object bookkeeping (identity map, flushes, change tracking) cost more CPU than
-# the statements themselves, and processing must keep up with 100 signals/s.
+# Processing's reads and writes are Core statements built once, with bound parameters, run
+# on the DBAPI connection (tradeloop.driver): the ORM's per-object bookkeeping (identity map,
+# flushes, change tracking) and SQLAlchemy's execution layer cost more CPU than the
+# statements themselves, and processing must keep up with 100 signals/s.
 _USERS: Table = User.__table__
 _POSITIONS: Table = Position.__table__
 _SIGNALS: Table = Signal.__table__
@@ -84,13 +86,13 @@ _UPDATE_POSITION = update(_POSITIONS).where(_POSITIONS.c.id == bindparam("row_id
 _UPDATE_SIGNAL = update(_SIGNALS).where(_SIGNALS.c.id == bindparam("row_id"))
 
 
-def lock_book(connection: Connection, owner_id: uuid.UUID) -> None:
+def lock_book(connection: DriverConnection, owner_id: uuid.UUID) -> None:
     """Serialise changes to one user's book until commit: gates such as max_exposure read
     every open position, so two workers deciding on two symbols at once could each pass a
     limit they pass together. PostgreSQL only: a SQLite unit of work holds the database's
     write lock from its first statement (BEGIN IMMEDIATE), so it is serial already."""
     if connection.dialect.name != "sqlite":
-        connection.execute(_LOCK_USER, {"owner_id": owner_id})
+        connection.rows(_LOCK_USER, {"owner_id": owner_id})
 
 
 def lot_of(position: Position) -> Lot:
@@ -115,7 +117,7 @@ def open_positions(session: Session, owner_id: uuid.UUID) -> dict[str, Position]
     return {row.symbol: row for row in rows}
 
 
-def load_book(connection: Connection, owner_id: uuid.UUID, symbol: str,
+def load_book(connection: DriverConnection, owner_id: uuid.UUID, symbol: str,
               at: datetime) -> tuple[Book, dict[str, OpenRow]]:
     """The owner's book as a decision on `symbol` at `at` sees it, and its open rows.
 
@@ -125,8 +127,8 @@ def load_book(connection: Connection, owner_id: uuid.UUID, symbol: str,
     day_start = datetime(at.year, at.month, at.day, tzinfo=at.tzinfo)
     params = {"owner_id": owner_id, "symbol": symbol, "day_start": day_start,
               "day_end": day_start + timedelta(days=1)}
-    rows = connection.execute(_OPEN_ROWS, params).all()
-    figures = rows[0] if rows else connection.execute(_BOOK_FIGURES, params).one()
+    rows = connection.rows(_OPEN_ROWS, params)
+    figures = rows[0] if rows else connection.rows(_BOOK_FIGURES, params)[0]
     open_rows = {row.symbol: OpenRow(row.id, Lot(row.symbol, row.side, row.quantity,
                                                  row.entry_price), row.signal_id, row.stop_loss)
                  for row in rows}
@@ -143,7 +145,7 @@ def _aware(ts: datetime | str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def execute_plan(connection: Connection, signal: ClaimedSignal, plan: Plan, order: Order,
+def execute_plan(connection: DriverConnection, signal: ClaimedSignal, plan: Plan, order: Order,
                  closed: Closed | None, open_rows: dict[str, OpenRow]) -> dict[str, Any]:
     """Write what the plan did: close the open row, insert the new one. Returns what the
     processed signal itself gets (execution price and outcome when it opened a position)."""
@@ -177,7 +179,7 @@ def outcome_values(lot: Lot, price: Decimal, at: datetime,
             "exit_time": at, "actual_r_multiple": r_multiple(lot, price, stop_loss)}
 
 
-def close_open_row(connection: Connection, row: OpenRow, price: Decimal, at: datetime, *,
+def close_open_row(connection: DriverConnection, row: OpenRow, price: Decimal, at: datetime, *,
                    closing_signal_id: uuid.UUID | None) -> None:
     """Close one position read by load_book, and write the outcome on its opening signal."""
     price = price.quantize(MONEY)
@@ -207,7 +209,7 @@ def close_position(*, session: Session, owner_id: uuid.UUID, position_id: uuid.U
                    price: Decimal | None = None, now: datetime | None = None) -> Position:
     """Close by hand at `price`, else at the latest stored close of the symbol."""
     row = PositionRepository(session, owner_id).get(position_id)
-    lock_book(session.connection(), owner_id)
+    lock_book(DriverConnection.of_session(session), owner_id)
     session.refresh(row)  # a signal may have closed it while we waited for the lock
     if row.status != PositionStatus.OPEN.value:
         raise ConflictError("Position is already closed", details={"id": str(row.id)})
@@ -225,8 +227,8 @@ def close_position(*, session: Session, owner_id: uuid.UUID, position_id: uuid.U
     return close_row(session, row, price, now)
 
 
-def record_decision(connection: Connection, signal: ClaimedSignal, plan: Plan, *, inputs: dict,
-                    degraded: bool, latency_ms: float) -> uuid.UUID:
+def record_decision(connection: DriverConnection, signal: ClaimedSignal, plan: Plan, *,
+                    inputs: dict, degraded: bool, latency_ms: float) -> uuid.UUID:
     """Store the decision with every input it used; returns its id."""
     decision_id = uuid.uuid4()
     connection.execute(_INSERT_DECISION, {
