@@ -10,14 +10,17 @@ Measured in one run, on loopback (bench/README.md explains each row and holds th
   1. requests/s with 16 connections, (b)/(a) (goal >= 70 %);
   2. single-connection p50 latency (goal <= 2 ms);
   3. end to end, signal -> decision -> position, p99 at a steady 100 signals/s with
-     processing on (goal <= 50 ms), from the signals' received_at to their processed_at.
+     processing on (goal <= 50 ms), from the signals' received_at to their processed_at:
+     processing in the server's own process (the embedded default, SQLite and PostgreSQL),
+     and on PostgreSQL also in a `tradeloop worker` fed through Redis (the production path).
 
 Every request carries a distinct signal (its own `id`), signed with HMAC-SHA256 by this
 script into a pool file that bench/webhook.lua cycles through; answers that are not 2xx or
 not ACCEPTED are counted, and the stored rows are counted afterwards. wrk is Debian's
 package (installed with apt-get when missing). PostgreSQL is the local server of
 BENCH_DATABASE_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/tradeloop_bench_webhook);
-this script creates its databases and drops them at the end.
+this script creates its databases and drops them at the end. The worker's broker is
+BENCH_REDIS_URL (default redis://127.0.0.1:6379/14), on a queue of its own.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 LUA_SCRIPT = BENCH_DIR / "webhook.lua"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/tradeloop_bench_webhook"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 SECRET = "bench-webhook-secret"  # noqa: S105 - a throwaway test secret
 # Crypto pairs trade 24/7: market hours never turn a benchmark signal into a REJECT.
 SYMBOLS = tuple(f"{base}{quote}" for base in ("BTC", "ETH", "SOL", "XRP", "ADA")
@@ -175,12 +179,13 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def tradeloop_env(data_dir: Path, database_url: str | None, *,
-                  process_on_ingest: bool) -> dict[str, str]:
+def tradeloop_env(data_dir: Path, database_url: str | None, *, process_on_ingest: bool,
+                  broker_url: str | None = None) -> dict[str, str]:
     """`tradeloop serve`'s environment. Without `process_on_ingest` the server is the web
     process alone: a Celery broker is configured (in-memory, and nothing is ever sent to it),
     so neither the per-signal drain nor the every-minute schedule runs in the process whose
-    intake is measured."""
+    intake is measured. With `broker_url` (Redis), processing goes to Celery workers there, on
+    a queue named after the data directory."""
     env = {**os.environ, "TRADELOOP_DATA_DIR": str(data_dir), "WEBHOOK_SECRET": SECRET,
            "LOAD_DEMO_ON_FIRST_START": "false",
            "SIGNAL_PROCESS_ON_INGEST": "true" if process_on_ingest else "false"}
@@ -189,6 +194,9 @@ def tradeloop_env(data_dir: Path, database_url: str | None, *,
     if not process_on_ingest:
         env["CELERY_BROKER_URL"] = "memory://"
         env["CELERY_RESULT_BACKEND"] = "cache+memory://"
+    if broker_url:
+        env["CELERY_BROKER_URL"] = env["CELERY_RESULT_BACKEND"] = broker_url
+        env["CELERY_QUEUE"] = f"bench-{data_dir.parent.name}-{data_dir.name}"
     if database_url:
         env["DATABASE_URL"] = database_url
     return env
@@ -225,22 +233,41 @@ def start_floor(workdir: Path, database: str) -> Server:
 
 
 def start_tradeloop(name: str, workdir: Path, database_url: str | None, *,
-                    process_on_ingest: bool, port: int | None = None) -> Server:
-    data_dir = workdir / f"data-{name}"
-    env = tradeloop_env(data_dir, database_url, process_on_ingest=process_on_ingest)
-    return start_server(name, [sys.executable, "-m", "tradeloop.cli", "serve"], env, workdir,
-                        port)
+                    process_on_ingest: bool, port: int | None = None,
+                    broker_url: str | None = None) -> Server:
+    """`tradeloop serve`; with `broker_url` it sends processing to Celery workers there
+    (start_worker) instead of running it in its own process."""
+    return start_server(name, [sys.executable, "-m", "tradeloop.cli", "serve"],
+                        tradeloop_env(workdir / f"data-{name}", database_url,
+                                      process_on_ingest=process_on_ingest, broker_url=broker_url),
+                        workdir, port)
+
+
+def start_worker(name: str, workdir: Path, database_url: str, broker_url: str,
+                 ) -> subprocess.Popen[bytes]:
+    """`tradeloop worker` (its default concurrency, as docs/deployment.md runs it) for the
+    server started with the same `name` and `broker_url`."""
+    env = tradeloop_env(workdir / f"data-{name}", database_url, process_on_ingest=True,
+                        broker_url=broker_url)
+    with (workdir / f"{name}-worker.log").open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tradeloop.cli", "worker", "--loglevel", "WARNING"],
+            env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def stop_server(server: Server, *, kill: bool = False) -> None:
-    if server.process.poll() is not None:
+    stop_process(server.process, kill=kill)
+
+
+def stop_process(process: subprocess.Popen[bytes], *, kill: bool = False) -> None:
+    if process.poll() is not None:
         return
-    server.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
     try:
-        server.process.wait(timeout=15)
+        process.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+        process.kill()
+        process.wait()
 
 
 def sqlite_url(workdir: Path, name: str) -> str:
@@ -441,15 +468,32 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
+@dataclass(frozen=True)
+class EndToEnd:
+    """One end-to-end setup: its database, and its broker when a worker processes."""
+
+    name: str
+    database_url: str | None  # None: the server's embedded SQLite
+    broker_url: str | None = None
+
+
 def bench_end_to_end(cfg: Config, report: Report, workdir: Path,
-                     databases: dict[str, str | None]) -> None:
-    """A fresh server with processing on, per database, at a steady 100 signals/s."""
-    for name, database_url in databases.items():
-        server = start_tradeloop(f"e2e-{name}", workdir, database_url, process_on_ingest=True)
-        url = database_url or sqlite_url(workdir, f"e2e-{name}")
+                     setups: list[EndToEnd]) -> None:
+    """A fresh server with processing on, per setup, at a steady 100 signals/s."""
+    for setup in setups:
+        if setup.database_url:
+            reset_postgres(setup.database_url)
+        name = "e2e-" + setup.name.replace(" + ", "-")  # its files and queue
+        server = start_tradeloop(name, workdir, setup.database_url, process_on_ingest=True,
+                                 broker_url=setup.broker_url)
+        worker = start_worker(name, workdir, setup.database_url, setup.broker_url) \
+            if setup.database_url and setup.broker_url else None
+        url = setup.database_url or sqlite_url(workdir, name)
         try:
             # 200 warm-up signals leave every symbol SHORT: the run's first LONGs reverse.
-            send_steadily(server.url, E2E_RATE, 2.0, f"warm-{uuid.uuid4().hex[:8]}")
+            # Waiting for them also waits for a worker to be up.
+            warm_up = f"warm-{uuid.uuid4().hex[:8]}"
+            wait_processed(url, warm_up, len(send_steadily(server.url, E2E_RATE, 2.0, warm_up)))
             run = f"e2e-{uuid.uuid4().hex[:12]}"
             cpu_before = process_cpu_s(server.process.pid)
             answers = send_steadily(server.url, E2E_RATE, cfg.e2e_s, run)
@@ -459,25 +503,43 @@ def bench_end_to_end(cfg: Config, report: Report, workdir: Path,
             latencies = end_to_end_latencies(url, run)
         finally:
             stop_server(server)
-        if len(latencies["position"]) != count:
-            raise RuntimeError(f"{count} sent, {len(latencies['position'])} decisions")
-        p99 = percentile(latencies["position"], 99)
-        actions = sorted(set(latencies["actions"]))
-        report.data.setdefault("end_to_end", {})[name] = {
-            "signals": count, "answer_ms": [a * 1000 for a in answers],
-            "server_cpu_ms_per_signal": server_cpu_ms, **latencies}
-        report.row(f"end to end at {E2E_RATE:.0f} signals/s on {name}: signal -> decision -> "
-                   "position p50 / p95 / p99",
-                   f"{percentile(latencies['position'], 50):.1f} / "
-                   f"{percentile(latencies['position'], 95):.1f} / {p99:.1f} ms "
-                   f"({count} signals, {latencies['positions'][0]} positions, "
-                   f"actions {', '.join(actions)})", "p99 <= 50 ms", p99 <= 50.0)
-        report.notes.append(
-            f"{name} at {E2E_RATE:.0f}/s: answers p50 "
-            f"{percentile(answers, 50) * 1000:.2f} ms, p99 {percentile(answers, 99) * 1000:.2f}"
-            f" ms; signal -> decision p99 {percentile(latencies['decision'], 99):.1f} ms; "
-            f"server CPU {server_cpu_ms:.1f} ms per signal (intake + processing + logging; "
-            "its Python work shares one core, under the GIL)")
+            if worker is not None:
+                stop_process(worker)
+        report_end_to_end(report, setup, count, answers, latencies, server_cpu_ms)
+
+
+def report_end_to_end(report: Report, setup: EndToEnd, count: int, answers: list[float],
+                      latencies: dict[str, list[Any]], server_cpu_ms: float) -> None:
+    if len(latencies["position"]) != count:
+        raise RuntimeError(f"{count} sent, {len(latencies['position'])} decisions")
+    p99 = percentile(latencies["position"], 99)
+    actions = sorted(set(latencies["actions"]))
+    report.data.setdefault("end_to_end", {})[setup.name] = {
+        "signals": count, "answer_ms": [a * 1000 for a in answers],
+        "server_cpu_ms_per_signal": server_cpu_ms, **latencies}
+    report.row(f"end to end at {E2E_RATE:.0f} signals/s on {setup.name}: signal -> decision -> "
+               "position p50 / p95 / p99",
+               f"{percentile(latencies['position'], 50):.1f} / "
+               f"{percentile(latencies['position'], 95):.1f} / {p99:.1f} ms "
+               f"({count} signals, {latencies['positions'][0]} positions, "
+               f"actions {', '.join(actions)})", "p99 <= 50 ms", p99 <= 50.0)
+    where = "the web process: intake and Celery sends; processing is the worker's" \
+        if setup.broker_url else \
+        "intake + processing + logging; its Python work shares one core, under the GIL"
+    report.notes.append(
+        f"{setup.name} at {E2E_RATE:.0f}/s: answers p50 "
+        f"{percentile(answers, 50) * 1000:.2f} ms, p99 {percentile(answers, 99) * 1000:.2f}"
+        f" ms; signal -> decision p99 {percentile(latencies['decision'], 99):.1f} ms; "
+        f"server CPU {server_cpu_ms:.1f} ms per signal ({where})")
+
+
+def redis_reachable(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        return False
 
 
 @contextlib.contextmanager
@@ -531,6 +593,18 @@ def versions() -> str:
     return ", ".join([*found, (wrk.stdout or wrk.stderr).split(" [")[0]])
 
 
+def end_to_end_setups(report: Report, pg_url: str | None) -> list[EndToEnd]:
+    setups = [EndToEnd("sqlite", None)]
+    if pg_url:
+        setups.append(EndToEnd("postgresql", pg_url))
+        redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+        if redis_reachable(redis_url):
+            setups.append(EndToEnd("postgresql + worker", pg_url, redis_url))
+        else:
+            report.notes.append(f"no Redis at {redis_url}: the worker row was left out")
+    return setups
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run")
@@ -561,8 +635,7 @@ def main() -> int:
                     bench_single(cfg, report, wrk, workdir, servers, urls)
         if "e2e" in only:
             print(f"end to end at {E2E_RATE:.0f} signals/s ...", flush=True)
-            bench_end_to_end(cfg, report, workdir, {"sqlite": None, **(
-                {"postgresql": e2e_pg_url} if e2e_pg_url else {})})
+            bench_end_to_end(cfg, report, workdir, end_to_end_setups(report, e2e_pg_url))
     finally:
         for url in (pg_url, e2e_pg_url):
             if url:

@@ -227,10 +227,13 @@ def test_task_runs_on_a_real_celery_worker(tmp_path: Path) -> None:
                                  database_url=database_url)
         celery_app = make_celery_app(settings)
         job_id = CeleryTaskRunner(celery_app).submit("purge_expired_tokens")
-        started = time.monotonic()
-        assert celery_app.AsyncResult(job_id).get(timeout=60) == 1
-        assert time.monotonic() - started < 60
+        # Results are not stored (nothing reads them): the task's effect is the answer.
+        deadline = time.monotonic() + 60
+        while count_tokens(db) != 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert count_tokens(db) == 1
+        time.sleep(1)  # a result would be stored by now
+        assert celery_app.AsyncResult(job_id).state == "PENDING"  # none is kept
     finally:
         worker.terminate()
         output, _ = worker.communicate(timeout=30)

@@ -279,7 +279,11 @@ class CeleryTaskRunner:
 
     def submit(self, name: str, *args: Any, **kwargs: Any) -> str:
         get_task(name)
-        result = self.celery_app.send_task(name, args=list(args), kwargs=kwargs)
+        # Nothing reads task results (jobs keep their state in the database); storing them
+        # would also make each send subscribe to the result first, a round trip more for
+        # every accepted webhook.
+        result = self.celery_app.send_task(name, args=list(args), kwargs=kwargs,
+                                           ignore_result=True)
         return str(result.id)
 
     def start(self) -> None:
