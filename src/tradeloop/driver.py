@@ -4,10 +4,10 @@ SQLAlchemy's execution layer (events, parameter objects, result wrapping) costs 
 statement on a small machine, more than a short INSERT or an indexed SELECT takes in SQLite,
 and its unit of work as much again for BEGIN and COMMIT. Where latency is a few such
 statements per request or per signal (the webhook intake, signal processing), they run here
-instead: each statement is still built
-with Core and compiled by the dialect (once per statement, dialect and column set), and every
-value still goes through its column type's own bind and result processors, so rows are stored
-and read exactly as SQLAlchemy would store and read them.
+instead: each statement is still built with Core and compiled by the dialect (once per
+statement, dialect and column set), and every value still goes through its column type's own
+bind and result processors, so rows are stored and read exactly as SQLAlchemy would store and
+read them.
 """
 
 from __future__ import annotations
