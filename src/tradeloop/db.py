@@ -171,12 +171,8 @@ class Database:
             with self.unit_of_work() as session:
                 yield DriverConnection.of_session(session)
             return
-        pooled = engine.raw_connection()
-        try:
-            with DriverConnection(pooled.dbapi_connection, engine.dialect).transaction() as conn:
-                yield conn
-        finally:
-            pooled.close()
+        with _pooled_driver(engine) as driver, driver.transaction():
+            yield driver
 
     @contextmanager
     def autocommit_driver(self) -> Iterator[DriverConnection]:
@@ -190,13 +186,8 @@ class Database:
                                   connection.dialect).autocommit() as driver:
                 yield driver
         elif engine is not None:
-            pooled = engine.raw_connection()
-            try:
-                with DriverConnection(pooled.dbapi_connection,
-                                      engine.dialect).autocommit() as driver:
-                    yield driver
-            finally:
-                pooled.close()
+            with _pooled_driver(engine) as driver, driver.autocommit():
+                yield driver
         else:
             with self.driver_unit_of_work() as driver:
                 yield driver
@@ -214,6 +205,16 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _pooled_driver(engine: Engine) -> Iterator[DriverConnection]:
+    """A pooled connection's DBAPI connection, given back to the pool at the end."""
+    pooled = engine.raw_connection()
+    try:
+        yield DriverConnection(pooled.dbapi_connection, engine.dialect)
+    finally:
+        pooled.close()
 
 
 class PinnedDriver:

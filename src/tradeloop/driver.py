@@ -121,7 +121,7 @@ class DriverConnection:
 
     def insert(self, table: Table, row: Mapping[str, Any]) -> None:
         """INSERT one row of `table` (only the columns `row` names)."""
-        self.execute_many(_plain_insert(table), [row])
+        self.execute(_plain_insert(table), row)
 
     @contextmanager
     def transaction(self) -> Iterator[DriverConnection]:
