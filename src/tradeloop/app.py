@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from tradeloop import domains
 from tradeloop.db import Database
-from tradeloop.errors import install_error_handlers
+from tradeloop.errors import document_error_responses, install_error_handlers
 from tradeloop.events import set_event_delivery
 from tradeloop.llm import log_writer
 from tradeloop.logs import CorrelationIdMiddleware, configure_logging
@@ -73,6 +73,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
     app.add_middleware(CorrelationIdMiddleware)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),
               name="static")
-    for router in domains.routers():
+    routers = domains.routers()
+    for router in routers:
         app.include_router(router)
+    document_error_responses(app, routers)
     return app

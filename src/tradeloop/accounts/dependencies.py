@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from tradeloop.accounts import service
 from tradeloop.accounts.models import TokenContext, User, UserToken
 from tradeloop.deps import RateLimiterDep, SessionDep, SettingsDep, client_address
-from tradeloop.errors import NotFoundError, UnauthorizedError
+from tradeloop.errors import NotFoundError, UnauthorizedError, answers
 
 SESSION_COOKIE = "tradeloop_session"
 
@@ -39,6 +39,7 @@ def optional_auth(request: Request, session: SessionDep) -> Authenticated | None
     return Authenticated(*found) if found else None
 
 
+@answers(401)
 def require_auth(auth: Annotated[Authenticated | None, Depends(optional_auth)]) -> Authenticated:
     if auth is None:
         raise UnauthorizedError("Missing, invalid or expired credentials: send "
@@ -50,6 +51,7 @@ def require_user(auth: Annotated[Authenticated, Depends(require_auth)]) -> User:
     return auth.user
 
 
+@answers(404)
 def require_admin(user: Annotated[User, Depends(require_user)]) -> User:
     # Non-admins get 404, like for anything else they may not see.
     if not user.is_admin:
@@ -57,6 +59,7 @@ def require_admin(user: Annotated[User, Depends(require_user)]) -> User:
     return user
 
 
+@answers(429)
 def limit_auth_attempts(request: Request, limiter: RateLimiterDep, settings: SettingsDep) -> None:
     """Count an attempt on a login/registration/reset endpoint per client address."""
     limiter.hit(settings.auth_rate_limit, "auth", request.url.path, client_address(request))

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from tradeloop.accounts.dependencies import bearer_token, optional_auth
 from tradeloop.deps import SessionDep, SettingsDep
-from tradeloop.errors import ForbiddenError, UnauthorizedError
+from tradeloop.errors import ForbiddenError, UnauthorizedError, answers, error_responses
 from tradeloop.settings import Settings
 from tradeloop.signals import (
     health_checks,  # noqa: F401 - registers context, gex, tasks
@@ -39,6 +39,7 @@ class MetricsScope:
     admin: bool  # an admin or the METRICS_TOKEN: may see system-wide numbers
 
 
+@answers(401)
 def metrics_caller(request: Request, session: SessionDep,
                    settings: SettingsDep) -> MetricsScope:
     """The METRICS_TOKEN scraper, or a signed-in user; 401 for anyone else."""
@@ -53,6 +54,7 @@ def metrics_caller(request: Request, session: SessionDep,
     return MetricsScope(auth.user.id, admin=auth.user.is_admin)
 
 
+@answers(403)
 def metrics_scope(caller: Annotated[MetricsScope, Depends(metrics_caller)],
                   scope: Annotated[Literal["me", "all"] | None, Query(
                       description="me: your rows (default for users); all: every user's "
@@ -105,7 +107,8 @@ def latency_metrics(scope: ScopeDep, session: SessionDep,
 
 
 @router.get("/prometheus", response_class=Response,
-            responses={200: {"content": {PROMETHEUS_CONTENT_TYPE: {}}}})
+            responses={200: {"content": {PROMETHEUS_CONTENT_TYPE: {}}},
+                       **error_responses(403)})
 def prometheus(caller: Annotated[MetricsScope, Depends(metrics_caller)], session: SessionDep,
                settings: SettingsDep) -> Response:
     """System-wide metrics in the Prometheus text format (admin or METRICS_TOKEN)."""
