@@ -15,6 +15,7 @@ from tradeloop.errors import document_error_responses, install_error_handlers
 from tradeloop.events import set_event_delivery
 from tradeloop.llm import log_writer
 from tradeloop.logs import CorrelationIdMiddleware, configure_logging
+from tradeloop.nul_parameters import RejectNulParameters
 from tradeloop.ratelimit import RateLimiter
 from tradeloop.settings import Settings, get_settings
 from tradeloop.tasks import (
@@ -70,6 +71,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
     set_task_runner(build_task_runner(settings, db))
     set_event_delivery(settings.events_enabled)
     install_error_handlers(app)
+    # Inside the correlation-id middleware, so its 422s carry the request's id.
+    app.add_middleware(RejectNulParameters)
     app.add_middleware(CorrelationIdMiddleware)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),
               name="static")

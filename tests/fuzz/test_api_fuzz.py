@@ -43,8 +43,9 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 # Of every REAL_ID_PERIOD cases with well-formed ids, one keeps its generated ids (the 404 path).
 REAL_ID_PERIOD = 4
-# Body fields that name a row of the caller.
-BODY_ID_FIELDS = ("strategy_id", "template_id", "signal_id", "endpoint_id")
+# Body fields that name a row of the caller, or the series with bars.
+BODY_ID_FIELDS = ("strategy_id", "template_id", "signal_id", "endpoint_id", "symbol",
+                  "timeframe")
 
 
 def load_schema() -> schemathesis.BaseSchema:
@@ -139,6 +140,11 @@ def substitute_ids(case: schemathesis.Case, ids: dict[str, str]) -> bool:
             if is_well_formed(name, case.body.get(name)):
                 case.body[name] = ids[name]
                 substituted = True
+        symbols = case.body.get("symbols")
+        if isinstance(symbols, list) and symbols and all(
+                isinstance(symbol, str) and symbol for symbol in symbols):
+            case.body["symbols"] = [ids["symbol"]]
+            substituted = True
     return substituted
 
 
