@@ -8,7 +8,7 @@ the status code, content type and body are the ones the OpenAPI documents.
 The size of the run: FUZZ_EXAMPLES generated cases per operation and role (default 10) on top
 of schemathesis' deterministic coverage cases (boundary and invalid values), FUZZ_SEED (fixed
 by default, so CI sees the same cases each time). A long local run:
-    FUZZ_EXAMPLES=500 FUZZ_SEED=$RANDOM pytest tests/fuzz -p no:randomly
+    FUZZ_EXAMPLES=500 FUZZ_SEED=$RANDOM FUZZ_REPORT=fuzz.json pytest tests/fuzz
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 # Of every REAL_ID_PERIOD cases with well-formed ids, one keeps its generated ids (the 404 path).
 REAL_ID_PERIOD = 4
+# A template version in a query is a filter, not a lookup: its edge values stay.
+PATH_ONLY_IDS = {"version"}
 # Body fields that name a row of the caller, or the series with bars.
 BODY_ID_FIELDS = ("strategy_id", "template_id", "signal_id", "endpoint_id", "symbol",
                   "timeframe")
@@ -130,9 +132,10 @@ def ids_for(path: str, ids: dict[str, str]) -> dict[str, str]:
 def substitute_ids(case: schemathesis.Case, ids: dict[str, str]) -> bool:
     """Put the ids of real rows where the case has a well-formed id; whether it did."""
     substituted = False
-    for container in (case.path_parameters, case.query):
+    for container, names in ((case.path_parameters, ids.keys()),
+                             (case.query, ids.keys() - PATH_ONLY_IDS)):
         for name, value in list((container or {}).items()):
-            if name in ids and is_well_formed(name, value):
+            if name in names and is_well_formed(name, value):
                 container[name] = ids[name]
                 substituted = True
     if isinstance(case.body, dict):
