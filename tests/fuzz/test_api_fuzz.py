@@ -1,8 +1,9 @@
 """schemathesis over every operation of the OpenAPI, as a normal user and as an admin.
 
 Each case goes in-process to the app of tests/fuzz/conftest.py; three cases in four with a
-well-formed id get the id of a real row of the caller (tests/fuzz/world.py) instead of the
-generated one, so id-taking operations are exercised past their 404. Checks: no server error,
+well-formed id (and every edge example of tests/fuzz/edges.py) get the id of a real row of the
+caller (tests/fuzz/world.py) instead of the generated one, so id-taking operations are
+exercised past their 404. Checks: no server error,
 the status code, content type and body are the ones the OpenAPI documents.
 
 The size of the run: FUZZ_EXAMPLES generated cases per operation and role (default 10) on top
@@ -29,9 +30,11 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from schemathesis.core.failures import FailureGroup
+from schemathesis.generation.meta import TestPhase
 
 from tests.conftest import make_settings, wait_for_tasks
 from tests.fuzz.conftest import SIGN_WITH, FuzzWorld
+from tests.fuzz.edges import with_edge_examples
 from tests.fuzz.report import Finding, OperationRun, exception_finding
 from tests.fuzz.world import ROLES, Actor
 from tradeloop.app import create_app
@@ -61,7 +64,8 @@ def load_schema() -> schemathesis.BaseSchema:
         app = create_app(make_settings(Path(data_dir)))
     set_task_runner(previous_runner)
     config = schemathesis.Config.from_path(Path(__file__).with_name("schemathesis.toml"))
-    loaded = schemathesis.openapi.from_dict(app.openapi(), config=config)
+    document = with_edge_examples(app.openapi(), config.projects.get_default())
+    loaded = schemathesis.openapi.from_dict(document, config=config)
     loaded.app = app
     loaded.config.seed = SEED
     return loaded
@@ -77,7 +81,7 @@ schema = load_schema()
 def test_api(case: schemathesis.Case, role: str, fuzz_world: FuzzWorld,
              fuzz_operation: OperationRun) -> None:
     actor = fuzz_world.actors[role]
-    real = fuzz_operation.cases % REAL_ID_PERIOD != REAL_ID_PERIOD - 1
+    real = is_edge_example(case) or fuzz_operation.cases % REAL_ID_PERIOD != REAL_ID_PERIOD - 1
     real_ids = real and substitute_ids(case, ids_for(case.operation.path, actor.ids))
     headers = {**actor.headers, **signature_marker(case, actor, fuzz_world.webhook_secret,
                                                    sign=real)}
@@ -97,6 +101,12 @@ def test_api(case: schemathesis.Case, role: str, fuzz_world: FuzzWorld,
                 getattr(failure, "title", ""), raised or getattr(failure, "message", ""),
                 case.as_curl_command(headers=actor.headers)) for failure in failures],
         real_ids=real_ids)
+
+
+def is_edge_example(case: schemathesis.Case) -> bool:
+    """A case of the examples phase (tests/fuzz/edges.py): its edge value must reach the code
+    behind the id lookup."""
+    return case.meta is not None and case.meta.phase.name == TestPhase.EXAMPLES
 
 
 def failed_checks(case: schemathesis.Case, response: Any,
