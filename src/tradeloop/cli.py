@@ -300,6 +300,9 @@ SymbolsOption = Annotated[str | None, typer.Option(help="Comma-separated; defaul
                                                         "definition's symbols")]
 UserOption = Annotated[str | None, typer.Option("--user", help="Act as this user (email); "
                                                                "default: the first admin")]
+EndFillOption = Annotated[str, typer.Option(
+    help="Where a trade still open at the end closes: the last bar's open (backtesting.py's "
+         "finalize_trades) or close")]
 
 
 @backtest_app.command("run")
@@ -310,7 +313,8 @@ def backtest_run(
     param: Annotated[list[str] | None, typer.Option(help="Override a param: name=value")] = None,
     cash: float = 10_000.0, commission: float = 0.0, commission_fixed: float = 0.0,
     slippage_bps: float = 0.0, fill: str = "open", size_units: str = "whole",
-    user: UserOption = None, as_json: Annotated[bool, typer.Option("--json")] = False,
+    end_fill: EndFillOption = "open", user: UserOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Backtest a strategy now, in this process, and print its metrics (cached when known)."""
     from tradeloop.backtest import service
@@ -321,7 +325,8 @@ def backtest_run(
     db = _database(settings)
     owner_id = _owner_id(db, user)
     options = {"cash": cash, "commission": commission, "commission_fixed": commission_fixed,
-               "slippage_bps": slippage_bps, "fill": fill, "size_units": size_units}
+               "slippage_bps": slippage_bps, "fill": fill, "size_units": size_units,
+               "end_fill": end_fill}
     try:
         request = _run_request(strategy, symbols, start, end, param, options)
         with db.unit_of_work() as session:
@@ -372,7 +377,8 @@ def backtest_sweep(
     param: Annotated[list[str], typer.Option(help="name=start:stop:step or name=a,b,c")],
     metric: str = "sharpe_ratio", symbols: SymbolsOption = None,
     start: str | None = None, end: str | None = None, cash: float = 10_000.0,
-    commission: float = 0.0, fill: str = "open", top: int = 20, user: UserOption = None,
+    commission: float = 0.0, fill: str = "open", end_fill: EndFillOption = "open",
+    top: int = 20, user: UserOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Rank a param grid by a metric as tasks (in-process pool, or Celery workers); the top
@@ -396,7 +402,8 @@ def backtest_sweep(
     set_task_runner(runner)
     try:
         base = _run_request(strategy, symbols, start, end, None,
-                            {"cash": cash, "commission": commission, "fill": fill})
+                            {"cash": cash, "commission": commission, "fill": fill,
+                             "end_fill": end_fill})
         with db.unit_of_work() as session:
             created, _ = sweeps.create_sweep(
                 session=session, owner_id=owner_id, base=base, grid=grid, metric=metric,

@@ -18,6 +18,10 @@ class RunOptions(BaseModel):
     fill: Literal["open", "close"] = Field(
         default="open", description="next bar's open (default) or the signal bar's close")
     size_units: Literal["whole", "fractional"] = "whole"
+    end_fill: Literal["open", "close"] = Field(
+        default="open", description=(
+            "where a trade still open at the end closes: the last bar's open (default, as "
+            "backtesting.py's finalize_trades) or its close (marked to the last price)"))
 
 
 class StrategyChoice(BaseModel):

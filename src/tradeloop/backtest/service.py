@@ -53,7 +53,11 @@ from tradeloop.tasks import enqueue
 
 log = structlog.get_logger(__name__)
 
-ENGINE_VERSION = "1"
+# Part of every cache key: bumped whenever the same request would compute other numbers,
+# so results stored by an older engine are not served. 2: trades open at the end close at
+# the last bar's open by default (end_fill), buy & hold starts after the warm-up, exposure
+# counts the exit bar.
+ENGINE_VERSION = "2"
 Progress = Callable[[str], None]
 
 
@@ -205,7 +209,7 @@ def _new_run(owner_id: uuid.UUID, prepared: Prepared, request: RunRequest) -> Ba
         start=request.start, end=request.end, params=compiled.params, cash=options.cash,
         commission=options.commission, commission_fixed=options.commission_fixed,
         slippage_bps=options.slippage_bps, fill=options.fill, size_units=options.size_units,
-        status=RunStatus.QUEUED.value, cache_key=key, cache_hits=0,
+        end_fill=options.end_fill, status=RunStatus.QUEUED.value, cache_key=key, cache_hits=0,
         # Set here, not by the column default: the symbol rows copy it for their index.
         inserted_at=utcnow())
 
@@ -370,7 +374,8 @@ def compute_output(*, session: Session, run: BacktestRun,
     options = BacktestOptions(cash=run.cash, commission=run.commission,
                               commission_fixed=run.commission_fixed,
                               slippage_bps=run.slippage_bps, fill=run.fill,  # type: ignore[arg-type]
-                              size_units=run.size_units)  # type: ignore[arg-type]
+                              size_units=run.size_units,  # type: ignore[arg-type]
+                              end_fill=run.end_fill)  # type: ignore[arg-type]
     return simulate(strategies.compile_definition(run.definition, run.params), bars, options)
 
 

@@ -304,6 +304,13 @@ class Evaluator:
         with np.errstate(all="ignore"):
             return self._value(node)
 
+    def indicator(self, name: str) -> Value:
+        """A named indicator's value: the one the rules used, or computed now."""
+        if name in self._cache:   # no errstate to enter: the usual case, per bar series
+            return self._cache[name]
+        with np.errstate(all="ignore"):
+            return self._name(name)
+
     def _value(self, node: ast.expr) -> Value:
         match node:
             case ast.Constant(value=value):
