@@ -4,8 +4,8 @@ every endpoint (docs/api.md, "Dates, numbers and decimals"):
 * `UTCTimestamp`: every date or time in a body, query or path. `YYYY-MM-DD`, ISO 8601 with
   `Z` or an offset, a naive ISO datetime (taken as UTC) or unix seconds; always UTC once
   parsed, and within [EARLIEST, LATEST) — the range bar files accept too.
-* `Offset`, `Limit`, `Version`, `Count`: the integers of queries and paths, with documented ranges
-  that every database column and driver can hold.
+* `Offset`, `Limit`, `Version`, `Count`: the integers of queries and paths, with documented
+  ranges that every database column and driver can hold.
 * `PlainDecimal`: a decimal of an answer, written in positional notation ("0", "0.000135"),
   never in exponent form ("0E-12").
 * `non_finite_numbers`: where a parsed JSON document holds NaN or an infinity.
@@ -54,7 +54,7 @@ def plain_decimal(value: Decimal) -> str:
     text = format(value, "f")  # exact: no rounding to the context's precision
     if "." in text:
         text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    return "0" if text == "-0" else text
 
 
 PlainDecimal = Annotated[Decimal, PlainSerializer(plain_decimal, return_type=str,
@@ -65,7 +65,7 @@ def non_finite_numbers(document: Any) -> list[tuple[str | int, ...]]:
     """The locations (keys and indices) of every NaN or infinite number in a parsed JSON
     document. Python's JSON parser reads `NaN`, `Infinity` and numbers beyond ±1.8e308
     (`1e400`) as such floats, which no column stores faithfully."""
-    found = []
+    found: list[tuple[str | int, ...]] = []
     pending: list[tuple[tuple[str | int, ...], Any]] = [((), document)]
     while pending:  # iterative: a deeply nested document must not exhaust the stack
         location, value = pending.pop()
