@@ -194,6 +194,21 @@ def test_data_import_and_list(cli_env: Path, tmp_path: Path) -> None:
     assert row["first"].startswith("2024-01-02") and row["last"].startswith("2024-01-03")
 
 
+def test_cli_reads_rows_and_dates_as_the_api_does(cli_env: Path, tmp_path: Path) -> None:
+    runner.invoke(app, ["db", "upgrade"])
+    runner.invoke(app, ["user", "create", "--email", "boss@example.com",
+                        "--password", "a very long password", "--admin"])
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text(YAHOO + "2024-01-04,10,11,9,10,10\n")  # no volume field
+    refused = runner.invoke(app, ["data", "import", str(ragged), "--symbol", "ACME"])
+    assert refused.exit_code == 1
+    assert "line 4: 6 fields where the header has 7" in refused.output
+    for start in ("0001-01-01T00:00:00+01:00", "yesterday"):
+        bad = runner.invoke(app, ["backtest", "run", "--strategy", "sma_cross",
+                                  "--start", start])
+        assert bad.exit_code == 1 and f"--start {start!r}" in bad.output, bad.output
+
+
 def test_seed_demo_is_idempotent_and_marked_synthetic(cli_env: Path) -> None:
     runner.invoke(app, ["db", "upgrade"])
     runner.invoke(app, ["user", "create", "--email", "boss@example.com",

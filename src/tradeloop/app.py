@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from tradeloop import domains
 from tradeloop.db import Database
+from tradeloop.deps import refuse_non_finite_numbers
 from tradeloop.errors import install_error_handlers
 from tradeloop.events import set_event_delivery
 from tradeloop.llm import log_writer
@@ -61,7 +62,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
             _app.state.resources.close()
 
     app = FastAPI(title="tradeloop", version="0.1.0", lifespan=lifespan,
-                  description="Strategies, backtests, live signals and LLM analysis.")
+                  description="Strategies, backtests, live signals and LLM analysis.",
+                  dependencies=[Depends(refuse_non_finite_numbers)])
     app.state.settings = settings
     app.state.db = db
     # What the app holds open until shutdown (the webhook writer's connection).

@@ -270,20 +270,24 @@ def _owner_id(db: Database, email: str | None) -> Any:
 
 def _run_request(strategy: str, symbols: str | None, start: str | None, end: str | None,
                  params: list[str] | None, options: dict[str, Any]) -> Any:
-    from datetime import UTC, datetime
+    from datetime import datetime
+
+    from pydantic import TypeAdapter, ValidationError
 
     from tradeloop.backtest.engine import BacktestOptions
     from tradeloop.backtest.service import RunRequest
+    from tradeloop.schema_types import UTCTimestamp
 
-    def moment(value: str | None) -> datetime | None:
-        if not value:
-            return None
-        parsed = datetime.fromisoformat(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    def moment(option: str, value: str | None) -> datetime | None:
+        """A date or time read as the API reads it (docs/api.md)."""
+        try:
+            return TypeAdapter(UTCTimestamp).validate_python(value) if value else None
+        except ValidationError as exc:
+            raise _fail(f"{option} {value!r}: {exc.errors()[0]['msg']}") from None
 
     pairs = [_split_param(p) for p in params or []]
     return RunRequest(strategy=strategy, symbols=[s for s in (symbols or "").split(",") if s],
-                      start=moment(start), end=moment(end),
+                      start=moment("--start", start), end=moment("--end", end),
                       params={k: float(v) for k, v in pairs} or None,
                       options=BacktestOptions(**options))
 

@@ -30,6 +30,7 @@ from tradeloop.backtest.schemas import (
 )
 from tradeloop.deps import SessionDep, SettingsDep
 from tradeloop.market_data.service import utc_datetime
+from tradeloop.schema_types import Limit, Offset
 
 router = APIRouter(tags=["backtests"])
 PREFIX = "/api/v1/backtest"
@@ -73,8 +74,8 @@ def run_detail(session: SessionDep, run: BacktestRun, *, cached: bool = False) -
 
 @router.get(f"{PREFIX}/results")
 def list_results(user: CurrentUser, session: SessionDep,
-                 limit: Annotated[int, Query(ge=1, le=500)] = 20,
-                 offset: Annotated[int, Query(ge=0)] = 0,
+                 limit: Limit = 20,
+                 offset: Offset = 0,
                  before: Annotated[str | None, Query(
                      max_length=200, description="next_cursor of the previous page")] = None,
                  strategy_id: uuid.UUID | None = None, symbol: str | None = None,
@@ -101,7 +102,7 @@ def get_result(run_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Run
 @router.get(f"{PREFIX}/results/{{run_id}}/trades")
 def get_trades(run_id: uuid.UUID, user: CurrentUser, session: SessionDep,
                limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-               offset: Annotated[int, Query(ge=0)] = 0) -> TradeList:
+               offset: Offset = 0) -> TradeList:
     run = service.get_run(session=session, owner_id=user.id, run_id=run_id)
     trades, total = service.list_trades(session=session, run=run, limit=limit, offset=offset)
     return TradeList(trades=[TradeRead(

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from tradeloop.schema_types import UTCTimestamp
+
 
 class RunOptions(BaseModel):
     cash: float = Field(default=10_000.0, gt=0, le=1e12)
@@ -40,8 +42,8 @@ class StrategyChoice(BaseModel):
 
 
 class RunCreate(StrategyChoice, RunOptions):
-    start_date: datetime | None = None
-    end_date: datetime | None = None
+    start_date: UTCTimestamp | None = None
+    end_date: UTCTimestamp | None = None
     symbols: list[str] = Field(default_factory=list, max_length=50)
     params: dict[str, float] | None = None
 

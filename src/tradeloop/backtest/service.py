@@ -45,6 +45,7 @@ from tradeloop.errors import AppError, ConflictError, FieldValidationError
 from tradeloop.market_data import service as market_data
 from tradeloop.market_data.service import BarArrays
 from tradeloop.ownership import OwnedRepository
+from tradeloop.schema_types import as_utc
 from tradeloop.settings import Settings
 from tradeloop.strategies import service as strategies
 from tradeloop.strategies.compiler import CompiledStrategy
@@ -479,10 +480,7 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             stamp, _, row_id = raw.partition("|")
-            inserted_at = datetime.fromisoformat(stamp)
-            if inserted_at.tzinfo is None:
-                raise ValueError("naive timestamp")
-            return cls(inserted_at, uuid.UUID(row_id))
+            return cls(as_utc(datetime.fromisoformat(stamp)), uuid.UUID(row_id))
         except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
             raise FieldValidationError([{
                 "field": "before", "type": "value_error",

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tradeloop.schema_types import PlainDecimal
+
 ProviderName = Literal["local", "openai", "anthropic"]
 
 
@@ -192,8 +194,8 @@ class ModelPriceRead(BaseModel):
     id: uuid.UUID
     provider: str
     model: str
-    input_per_million: Decimal
-    output_per_million: Decimal
+    input_per_million: PlainDecimal
+    output_per_million: PlainDecimal
     created_at: datetime
     updated_at: datetime
 
@@ -222,7 +224,7 @@ class ExecutionRead(BaseModel):
     response_time_ms: float
     input_token_count: int
     output_token_count: int
-    cost_usd: Decimal
+    cost_usd: PlainDecimal
     guardrail_results: list[dict[str, Any]]
     executed_at: datetime
 
@@ -239,7 +241,7 @@ class TemplateStats(BaseModel):
     success_rate: float | None
     avg_latency_ms: float | None
     p95_latency_ms: float | None
-    total_cost_usd: Decimal
+    total_cost_usd: PlainDecimal
     input_tokens: int
     output_tokens: int
     last_executed_at: datetime | None
@@ -254,5 +256,5 @@ class EffectivePrice(BaseModel):
     model: str
     input_tokens: int
     output_tokens: int
-    cost_usd: Decimal
+    cost_usd: PlainDecimal
     source: str  # override | genai-prices | free | unknown

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
@@ -21,6 +20,7 @@ from tradeloop.market_data.schemas import (
     BarSeriesRead,
     ImportResultRead,
 )
+from tradeloop.schema_types import UTCTimestamp
 
 router = APIRouter(prefix="/api/v1/bars", tags=["market data"])
 
@@ -91,7 +91,7 @@ def list_series(user: CurrentUser, session: SessionDep,
 
 @router.get("")
 def list_bars(user: CurrentUser, session: SessionDep, symbol: str, timeframe: str = "1d",
-              start: datetime | None = None, end: datetime | None = None,
+              start: UTCTimestamp | None = None, end: UTCTimestamp | None = None,
               limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> BarList:
     """Bars of one series in [start, end], the most recent `limit` of them, oldest first."""
     bars = service.load_bars(session=session, symbol=symbol, timeframe=timeframe, start=start,

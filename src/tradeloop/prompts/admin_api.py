@@ -27,6 +27,7 @@ from tradeloop.prompts.schemas import (
     TestRead,
 )
 from tradeloop.prompts.service import Actor, TemplateFilters
+from tradeloop.schema_types import Limit, Offset
 
 router = APIRouter(prefix="/api/v1/admin/prompts", tags=["admin"])
 
@@ -35,8 +36,8 @@ router = APIRouter(prefix="/api/v1/admin/prompts", tags=["admin"])
 def list_templates(admin: AdminUser, session: SessionDep,
                    type_: Annotated[str | None, Query(alias="type")] = None,
                    active: bool | None = None,
-                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                   offset: Annotated[int, Query(ge=0)] = 0) -> AdminTemplateList:
+                   limit: Limit = 100,
+                   offset: Offset = 0) -> AdminTemplateList:
     """The global templates."""
     rows, total = service.list_templates(
         session=session, actor=_global_only(admin),

@@ -39,6 +39,7 @@ from tradeloop.prompts.schemas import (
 )
 from tradeloop.prompts.service import Actor, TemplateFilters
 from tradeloop.prompts.variables import VariableSpecError, normalize_variables, variable_names
+from tradeloop.schema_types import Limit, Offset, Version
 
 router = APIRouter(prefix="/api/v1/prompts", tags=["prompts"])
 
@@ -50,8 +51,8 @@ def list_templates(
         language: str | None = None, timeframe: str | None = None,
         strategy_id: uuid.UUID | None = None, active: bool | None = None,
         default: bool | None = None, label: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0) -> TemplateList:
+        limit: Limit = 50,
+        offset: Offset = 0) -> TemplateList:
     """Templates the caller can see (global and their own), filtered and paginated."""
     filters = TemplateFilters(template_type=type_, language=language, timeframe=timeframe,
                               strategy_id=strategy_id, is_active=active, is_default=default,
@@ -145,7 +146,7 @@ def versions(template_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> 
 
 
 @router.get("/{template_id}/versions/{version}")
-def version(template_id: uuid.UUID, version: int, user: CurrentUser,
+def version(template_id: uuid.UUID, version: Version, user: CurrentUser,
             session: SessionDep) -> VersionRead:
     template = service.get_template(session=session, actor=Actor.of(user),
                                     template_id=template_id)
@@ -155,8 +156,7 @@ def version(template_id: uuid.UUID, version: int, user: CurrentUser,
 
 @router.get("/{template_id}/diff")
 def diff(template_id: uuid.UUID, user: CurrentUser, session: SessionDep,
-         from_: Annotated[int, Query(alias="from", ge=1)],
-         to: Annotated[int, Query(ge=1)]) -> DiffRead:
+         from_: Annotated[Version, Query(alias="from")], to: Version) -> DiffRead:
     """A unified diff between two versions (text, variables and model config)."""
     template = service.get_template(session=session, actor=Actor.of(user),
                                     template_id=template_id)
@@ -238,7 +238,7 @@ def clone(template_id: uuid.UUID, body: CloneBody, user: CurrentUser,
 
 @router.get("/{template_id}/stats")
 def stats(template_id: uuid.UUID, user: CurrentUser, session: SessionDep,
-          version: Annotated[int | None, Query(ge=1)] = None) -> dict[str, object]:
+          version: Version | None = None) -> dict[str, object]:
     """Execution statistics from the execution log (all versions, or one)."""
     template = service.get_template(session=session, actor=Actor.of(user),
                                     template_id=template_id)

@@ -26,6 +26,7 @@ from tradeloop.prompts.resolution import (
 from tradeloop.prompts.schemas import RenderBody, TestBody, TestRead
 from tradeloop.prompts.service import Actor
 from tradeloop.prompts.variables import check_values
+from tradeloop.schema_types import plain_decimal
 from tradeloop.settings import Settings
 
 
@@ -107,7 +108,7 @@ def _test_read(result: RenderResult, *, executed: bool, cost: Decimal,
     values.update(fields)
     return TestRead(rendered=result.text, chars=len(result.text),
                     template_id=result.template_id, version=result.version, executed=executed,
-                    cost_usd=str(cost), render_ms=result.render_ms, **values)
+                    cost_usd=plain_decimal(cost), render_ms=result.render_ms, **values)
 
 
 def stats(*, session: Session, template: PromptTemplate,
@@ -132,7 +133,7 @@ def performance(*, session: Session, template: PromptTemplate) -> dict[str, Any]
 
 
 def _jsonable(figures: dict[str, Any]) -> dict[str, Any]:
-    return {key: str(value) if isinstance(value, Decimal) else
+    return {key: plain_decimal(value) if isinstance(value, Decimal) else
             value.isoformat() if hasattr(value, "isoformat") else value
             for key, value in figures.items()}
 
