@@ -10,7 +10,7 @@ from fastapi import APIRouter
 # webhooks, the hot path under alert bursts) comes first so a webhook skips the other ~200.
 ROUTER_MODULES = (
     "tradeloop.signals.api",
-    "tradeloop.health",
+    "tradeloop.health_api",
     "tradeloop.accounts.api",
     "tradeloop.market_data.api",
     "tradeloop.strategies.api",

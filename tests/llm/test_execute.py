@@ -225,9 +225,9 @@ class TestTemplateStats:
             llm.execute(db, settings, prompt(user_id, template_id=template_id,
                                              template_version=version))
         with db.unit_of_work() as session:
-            stats = llm.template_stats(session, template_id)
-            only_v1 = llm.template_stats(session, template_id, version=1)
-            empty = llm.template_stats(session, uuid.uuid4())
+            stats = llm.template_stats(session, template_id, owner_id=None)
+            only_v1 = llm.template_stats(session, template_id, version=1, owner_id=None)
+            empty = llm.template_stats(session, uuid.uuid4(), owner_id=None)
         assert stats["executions"] == 3 and stats["success_rate"] == round(2 / 3, 4)
         assert stats["input_tokens"] == 3000 and stats["output_tokens"] == 300
         assert stats["total_cost_usd"] == Decimal("0.000315")

@@ -28,9 +28,11 @@ from tradeloop.llm import guardrails, log_writer, pricing
 from tradeloop.llm.executions import (
     ExecutionListener,
     LoggedExecution,
+    TemplateUsage,
     add_execution_listener,
     remove_execution_listener,
     template_stats,
+    usage_by_template,
     write_execution,
 )
 from tradeloop.llm.parsing import OutputError, parse_analysis
@@ -48,8 +50,9 @@ from tradeloop.llm.tokens import count_prompt_tokens, count_tokens
 from tradeloop.settings import Settings
 
 __all__ = ["ExecutionListener", "ExecutionResult", "LoggedExecution", "PromptCall",
-           "add_execution_listener", "estimate", "execute", "flush_execution_log",
-           "remove_execution_listener", "resolve_model", "template_stats"]
+           "TemplateUsage", "add_execution_listener", "estimate", "execute",
+           "flush_execution_log", "remove_execution_listener", "resolve_model",
+           "template_stats", "usage_by_template"]
 
 log = structlog.get_logger(__name__)
 MAX_ERROR_MESSAGE = 2000
