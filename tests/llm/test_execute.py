@@ -100,6 +100,21 @@ class TestCosts:
         result = llm.execute(db, settings, prompt(user_id, model_config=config))
         assert result.cost_usd == Decimal("0.000225")
 
+    def test_vertex_ai_runs_on_gemini_and_is_priced_as_gemini(
+            self, db: Database, user_id: uuid.UUID, llm_server: FakeLLMServer,
+            tmp_path: Path) -> None:
+        llm_server.queue(Scripted(text=analysis_json(), usage=(1000, 500)))
+        settings = provider_settings(tmp_path, llm_server, "local")
+        config = ModelConfig(provider="vertex_ai", model_name="gemini-2.5-flash")
+        result = llm.execute(db, settings, prompt(user_id, model_config=config))
+        assert result.success, result.error_message
+        assert (result.provider, result.model) == ("gemini", "gemini-2.5-flash")
+        # genai-prices' Google table: gemini-2.5-flash at $0.30/M in and $2.50/M out.
+        assert result.cost_usd == Decimal("0.00155")
+        row = stored(db, result.execution_id)
+        assert (row.provider, row.cost_usd) == ("gemini", Decimal("0.00155"))
+        assert llm_server.requests[0]["body"]["model"] == "gemini-2.5-flash"
+
     def test_override_wins_over_the_bundled_table(
             self, db: Database, user_id: uuid.UUID, llm_server: FakeLLMServer,
             tmp_path: Path) -> None:

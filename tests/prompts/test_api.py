@@ -345,6 +345,30 @@ class TestAdminApi:
             "template_text": "Answer: {{query}}", "is_active": False}, headers=admin).json()
         assert updated["version"] == 2 and updated["is_active"] is False
 
+    def test_seed_001_create_body_with_vertex_ai(self, client: TestClient,
+                                                 admin: dict) -> None:
+        """Seed 001's own admin create body (provider vertex_ai, gemini-2.5-flash): 201."""
+        created = client.post(self.ADMIN, json={
+            "name": "test_template_v1", "version": "1.0.0",
+            "template_text": "You are a helpful assistant. User query: {{query}}",
+            "variables": ["query"], "is_active": True,
+            "model_config": {"provider": "vertex_ai", "model_name": "gemini-2.5-flash",
+                             "temperature": 0.7}}, headers=admin)
+        assert created.status_code == 201, created.text
+        got = client.get(f"{self.ADMIN}/{created.json()['id']}", headers=admin).json()
+        assert got["model_config"] == {"provider": "vertex_ai", "model_name": "gemini-2.5-flash",
+                                       "temperature": 0.7, "max_tokens": None}
+        tested = client.post(f"{self.ADMIN}/test", json={
+            "template_text": "Explain {{topic}} to a {{grade_level}} grader",
+            "variables": {"topic": "photosynthesis", "grade_level": "5th"},
+            "model_config": {"provider": "vertex_ai", "model_name": "gemini-2.5-flash",
+                             "temperature": 0.7}}, headers=admin)
+        assert tested.status_code == 200, tested.text
+        unknown = client.post(self.ADMIN, json={
+            "name": "t", "template_text": "x", "model_config": {"provider": "bard"}},
+            headers=admin)
+        assert unknown.status_code == 422 and "provider" in unknown.text
+
     def test_admin_api_is_hidden_from_users(self, client: TestClient, alice: dict,
                                             admin: dict) -> None:
         assert client.get(self.ADMIN, headers=alice).status_code == 404

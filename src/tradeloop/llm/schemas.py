@@ -7,11 +7,13 @@ import enum
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ProviderName = Literal["local", "openai", "anthropic"]
+from tradeloop.settings import LLMProvider
+
+ProviderName = LLMProvider
 
 
 class ModelConfig(BaseModel):

@@ -42,6 +42,7 @@ from tradeloop.llm.providers import (
     ProviderError,
     ProviderRequest,
     RetryPolicy,
+    canonical_provider,
     complete_with_retries,
     get_provider,
 )
@@ -116,12 +117,13 @@ class _FailedExecutionError(Exception):
 def resolve_model(settings: Settings, config: ModelConfig | None) -> tuple[str, str]:
     """(provider, model) for a call: the config's, else the settings', else the provider's
     default model. The local analyst has one model whatever is asked."""
-    provider = config.provider if config and config.provider else settings.llm_provider
+    configured = canonical_provider(settings.llm_provider)
+    provider = canonical_provider(config.provider) if config and config.provider else configured
     if provider == "local":
         return provider, DEFAULT_MODELS["local"]
     if config and config.model_name:
         return provider, config.model_name
-    if settings.llm_model and provider == settings.llm_provider:
+    if settings.llm_model and provider == configured:
         return provider, settings.llm_model
     return provider, DEFAULT_MODELS.get(provider, "unknown")
 
