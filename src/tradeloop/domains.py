@@ -22,8 +22,8 @@ ROUTER_MODULES = (
     "tradeloop.llm.api",
     "tradeloop.web.api",
 )
-TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.backtest.tasks",
-                "tradeloop.signals.tasks", "tradeloop.prompts.tasks")
+TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.market_data.tasks",
+                "tradeloop.backtest.tasks", "tradeloop.signals.tasks", "tradeloop.prompts.tasks")
 MODEL_MODULES = (
     "tradeloop.accounts.models",
     "tradeloop.market_data.models",

@@ -14,12 +14,13 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from tests.conftest import make_settings
+from tests.conftest import make_settings, store_bars
 from tests.signals.conftest import build_app, post_signed, signal_body, user_id
 from tests.signals.test_gex import gex_body
 from tests.signals.test_processing import MONDAY, SUNDAY, send
 from tradeloop.db import Database
 from tradeloop.market_data.calendar import MarketCalendar
+from tradeloop.seeding import seed_demo
 from tradeloop.signals import flows
 from tradeloop.signals.context_cache import ContextCache
 
@@ -108,6 +109,46 @@ def test_degraded_mode_is_visible_when_the_gex_source_is_stale(
     # A fresh snapshot ends the GEX part of it.
     signals_client.post("/api/v1/gex", headers=admin, json=gex_body(symbol="BTCUSD"))
     assert signals_client.get("/health/gex").json()["status"] == "healthy"
+
+
+def first_decision(client: TestClient, headers: dict, signal_id: str) -> dict[str, Any]:
+    [decision] = client.get(f"/api/v1/decisions?signal_id={signal_id}",
+                            headers=headers).json()["decisions"]
+    return decision
+
+
+def test_a_fresh_install_is_healthy_after_its_first_webhooks(
+        db: Database, signals_client: TestClient, admin: dict) -> None:
+    """Issue 13: after `seed --demo` the first webhook made /health degraded (bars_stale):
+    the demo universe ended on 2025-12-31. It now runs through the last completed day."""
+    with db.unit_of_work() as session:
+        seed_demo(session=session)
+    sent = {symbol: post_signed(signals_client, signal_body(symbol=symbol, id=symbol)).json()
+            for symbol in ("ACME", "BTCUSD")}
+    assert {answer["status"] for answer in sent.values()} == {"ACCEPTED"}
+    process_queue(db)
+    for symbol, answer in sent.items():
+        decision = first_decision(signals_client, admin, answer["signal_id"])
+        assert decision["degraded"] is False, decision["inputs"]["degraded_reasons"]
+        bar_time = datetime.fromisoformat(decision["inputs"]["context"]["bar_time"])
+        assert datetime.now(UTC) - bar_time < timedelta(days=5), symbol  # current demo bars
+    health = signals_client.get("/health", headers=admin).json()
+    assert (health["status"], health["message"]) == ("healthy", "All systems operational")
+
+
+def test_stale_real_bars_still_degrade_health(db: Database, signals_client: TestClient,
+                                              admin: dict) -> None:
+    """Real bars that stopped coming are a feed problem, also where they replaced demo bars."""
+    with db.unit_of_work() as session:
+        seed_demo(session=session)
+    store_bars(db, "GLOBX")  # real daily bars of 2020: they replace the synthetic ones
+    answer = post_signed(signals_client, signal_body(symbol="GLOBX", timeframe="1d")).json()
+    process_queue(db)
+    decision = first_decision(signals_client, admin, answer["signal_id"])
+    assert [r["kind"] for r in decision["inputs"]["degraded_reasons"]] == ["bars_stale"]
+    health = signals_client.get("/health", headers=admin).json()
+    assert (health["status"], health["message"]) == ("degraded", "Degraded mode: context")
+    assert health["components"]["context"]["degraded_reasons"] == {"bars_stale": 1}
 
 
 def test_context_health_reports_the_hit_rate(db: Database, signals_client: TestClient,
