@@ -84,21 +84,6 @@ ScopeQuery = Annotated[Literal["me", "all"] | None, Query(
                 "METRICS_TOKEN always counts every user's)")]
 
 
-def user_aggregate_scope(user: Annotated[User, Depends(require_user)],
-                         scope: ScopeQuery = None) -> AggregateScope:
-    """For endpoints that need a user (not the METRICS_TOKEN): their own rows, or every
-    user's for an admin asking `scope=all`; 403 for anyone else asking for all."""
-    if scope != "all":
-        return AggregateScope(user.id, system=bool(user.is_admin))
-    _require_system_view(bool(user.is_admin))
-    return AggregateScope(None, system=True)
-
-
-def _require_system_view(allowed: bool) -> None:
-    if not allowed:
-        raise ForbiddenError("scope=all counts every user's rows: it needs an admin account")
-
-
 def holds_metrics_token(request: Request, settings: SettingsDep) -> bool:
     """True when the bearer token is the configured METRICS_TOKEN (a scraper, not a user)."""
     raw = bearer_token(request)
@@ -106,32 +91,37 @@ def holds_metrics_token(request: Request, settings: SettingsDep) -> bool:
     return bool(raw and token and hmac.compare_digest(raw.encode(), token.encode()))
 
 
-def optional_aggregate_caller(request: Request, session: SessionDep,
-                              settings: SettingsDep) -> AggregateScope | None:
-    """The METRICS_TOKEN (every user's rows), a signed-in user (their own), or None."""
+def aggregate_caller(request: Request, session: SessionDep,
+                     settings: SettingsDep) -> AggregateScope:
+    """The METRICS_TOKEN (every user's rows) or a signed-in user (their own); 401 else."""
     if holds_metrics_token(request, settings):
         return AggregateScope(None, system=True)
     auth = optional_auth(request, session)
     if auth is None:
-        return None
-    return AggregateScope(auth.user.id, system=bool(auth.user.is_admin))
-
-
-def aggregate_caller(caller: Annotated[AggregateScope | None,
-                                       Depends(optional_aggregate_caller)]) -> AggregateScope:
-    """Like optional_aggregate_caller, 401 for anyone else."""
-    if caller is None:
         raise UnauthorizedError("Aggregates need 'Authorization: Bearer <API token or "
                                 "METRICS_TOKEN>' or a signed-in session")
-    return caller
+    return AggregateScope(auth.user.id, system=bool(auth.user.is_admin))
 
 
 def aggregate_scope(caller: Annotated[AggregateScope, Depends(aggregate_caller)],
                     scope: ScopeQuery = None) -> AggregateScope:
-    """The caller's own rows, every user's for an admin's `scope=all` or the METRICS_TOKEN."""
+    """The rows an aggregate counts for the caller (see `_widened`)."""
+    return _widened(caller, scope)
+
+
+def user_aggregate_scope(user: Annotated[User, Depends(require_user)],
+                         scope: ScopeQuery = None) -> AggregateScope:
+    """The same for endpoints that need a user (the METRICS_TOKEN is not one)."""
+    return _widened(AggregateScope(user.id, system=bool(user.is_admin)), scope)
+
+
+def _widened(caller: AggregateScope, scope: Literal["me", "all"] | None) -> AggregateScope:
+    """The caller's own rows, or every user's when an admin asks `scope=all` (403 for
+    anyone else asking)."""
     if caller.owner_id is None or scope != "all":
         return caller
-    _require_system_view(caller.system)
+    if not caller.system:
+        raise ForbiddenError("scope=all counts every user's rows: it needs an admin account")
     return AggregateScope(None, system=True)
 
 
@@ -140,6 +130,5 @@ CurrentUser = Annotated[User, Depends(require_user)]
 AdminUser = Annotated[User, Depends(require_admin)]
 AuthRateLimit = Depends(limit_auth_attempts)
 AggregateCaller = Annotated[AggregateScope, Depends(aggregate_caller)]
-OptionalAggregateCaller = Annotated[AggregateScope | None, Depends(optional_aggregate_caller)]
 AggregateScopeDep = Annotated[AggregateScope, Depends(aggregate_scope)]
 UserAggregateScope = Annotated[AggregateScope, Depends(user_aggregate_scope)]
