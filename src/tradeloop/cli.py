@@ -68,20 +68,26 @@ def announce_first_start(settings: Settings, db: Database) -> None:
         console.print("[bold green]Created the first admin account[/] (shown only once):")
         console.print(f"  email:    {email}\n  password: {password}")
     _seed_prompt_templates(db)
-    if settings.load_demo_on_first_start:
-        load_demo_if_empty(db)
+    load_or_extend_demo(db, load_when_empty=settings.load_demo_on_first_start)
     console.print(f"Default webhook secret (WEBHOOK_SECRET): {settings.secret('WEBHOOK_SECRET')}")
 
 
-def load_demo_if_empty(db: Database) -> None:
-    """On a database without bars, load the demo universe and strategies (first start)."""
+def load_or_extend_demo(db: Database, *, load_when_empty: bool) -> None:
+    """On a database without bars, load the demo universe and strategies (first start, when
+    asked); else bring a loaded demo's series up to the last completed day."""
+    from tradeloop.market_data.demo_bars import load_demo_bars
     from tradeloop.seeding import needs_demo
 
     with db.unit_of_work() as session:
         empty = needs_demo(session)
-    if empty:
+    if empty and load_when_empty:
         console.print("First start: loading the synthetic demo universe and demo strategies…")
         _seed_demo_with_progress(db)
+    elif not empty:
+        with db.unit_of_work() as session:
+            added = load_demo_bars(session=session, only_stored=True).new_bars
+        if added:
+            console.print(f"Demo bars brought up to the last completed day: {added} new")
 
 
 def _seed_demo_with_progress(db: Database) -> None:
@@ -91,10 +97,10 @@ def _seed_demo_with_progress(db: Database) -> None:
         task_id = progress.add_task("demo bars", total=None)
         report = seed_demo(session=session, progress=lambda done, total: progress.update(
             task_id, completed=done, total=total))
-    for result in report.series:
+    for result in report.bars.series:
         console.print(f"  {result.symbol:8} {result.timeframe:3} {result.received:>7} bars "
                       f"({result.inserted} new, {result.updated} changed)")
-    for skipped in report.skipped_real:
+    for skipped in report.bars.skipped_real:
         console.print(f"  {skipped}: holds real bars, left alone")
     if report.owner_email:
         names = ", ".join(report.strategies_created) or "already present"

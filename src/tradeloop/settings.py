@@ -12,6 +12,9 @@ from pydantic import Field, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GENERATED_SECRET_NAMES = ("SECRET_KEY", "WEBHOOK_SECRET")
+# `vertex_ai` is seed 001's name for Gemini, served by the `gemini` provider (docs/llm.md).
+LLMProvider = Literal["local", "openai", "anthropic", "gemini", "vertex_ai"]
+GEMINI_OPENAI_BASE = "https://generativelanguage.googleapis.com/v1beta/openai/"
 
 
 class Settings(BaseSettings):
@@ -25,10 +28,13 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     celery_broker_url: str | None = None
     celery_result_backend: str | None = None
-    llm_provider: Literal["local", "openai", "anthropic"] = "local"
+    llm_provider: LLMProvider = "local"
     openai_api_key: SecretStr | None = None
     openai_api_base: str | None = None
     anthropic_api_key: SecretStr | None = None
+    # Gemini through its OpenAI-compatible endpoint; the base is overridable (a proxy, tests).
+    gemini_api_key: SecretStr | None = None
+    gemini_api_base: str = GEMINI_OPENAI_BASE
     disable_prompt_logging: bool = False
     # LLM calls (docs/llm.md): the default model of LLM_PROVIDER (unset: the provider's own
     # default), a proxy for Anthropic, and the retry budget: each attempt is bounded by

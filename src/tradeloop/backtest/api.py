@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import JSONResponse
 
-from tradeloop.accounts.dependencies import CurrentUser
+from tradeloop.accounts.dependencies import AggregateScopeDep, CurrentUser
 from tradeloop.backtest import service, sweeps
 from tradeloop.backtest.engine import BacktestOptions
 from tradeloop.backtest.models import BacktestRun
@@ -154,6 +154,8 @@ def sweep_report(sweep_id: uuid.UUID, user: CurrentUser, session: SessionDep,
 
 
 @router.get("/metrics/backtests")
-def backtest_metrics(user: CurrentUser, session: SessionDep) -> dict[str, Any]:
-    """Runs by status and the result cache's hit rate (all users)."""
-    return service.cache_stats(session=session)
+def backtest_metrics(scope: AggregateScopeDep, session: SessionDep) -> dict[str, Any]:
+    """Your runs by status and your result cache's hit rate (every user's: `scope=all`,
+    admins and the METRICS_TOKEN)."""
+    return {**service.cache_stats(session=session, owner_id=scope.owner_id),
+            "scope": scope.label}

@@ -540,11 +540,15 @@ def delete_run(*, session: Session, owner_id: uuid.UUID, run_id: uuid.UUID) -> N
     RunRepository(session, owner_id).delete(run_id)
 
 
-def cache_stats(*, session: Session) -> dict[str, Any]:
-    """Runs by status and the cache hit rate (hits / (hits + computed runs))."""
+def cache_stats(*, session: Session, owner_id: uuid.UUID | None) -> dict[str, Any]:
+    """Runs by status and the cache hit rate (hits / (hits + computed runs)) of one owner's
+    runs, or of every user's (`owner_id` None)."""
+    owned = [] if owner_id is None else [BacktestRun.user_id == owner_id]
     by_status = dict(session.execute(
-        select(BacktestRun.status, func.count()).group_by(BacktestRun.status)).all())
-    hits = int(session.scalar(select(func.coalesce(func.sum(BacktestRun.cache_hits), 0))) or 0)
+        select(BacktestRun.status, func.count()).where(*owned)
+        .group_by(BacktestRun.status)).all())
+    hits = int(session.scalar(select(func.coalesce(func.sum(BacktestRun.cache_hits), 0))
+                              .where(*owned)) or 0)
     misses = int(sum(by_status.values()))
     total = hits + misses
     return {"runs": {status.value: int(by_status.get(status.value, 0)) for status in RunStatus},

@@ -7,13 +7,14 @@ import enum
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tradeloop.schema_types import PlainDecimal
+from tradeloop.settings import LLMProvider
 
-ProviderName = Literal["local", "openai", "anthropic"]
+ProviderName = LLMProvider
 
 
 class ModelConfig(BaseModel):

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from tradeloop.accounts.dependencies import CurrentUser
+from tradeloop.accounts.dependencies import CurrentUser, UserAggregateScope
 from tradeloop.deps import SessionDep, SettingsDep
 from tradeloop.prompts import playground, presenters, service
 from tradeloop.prompts.rendering import validate_template
@@ -59,7 +59,7 @@ def list_templates(
                               label=label)
     rows, total = service.list_templates(session=session, actor=Actor.of(user),
                                          filters=filters, limit=limit, offset=offset)
-    return TemplateList(templates=presenters.templates(session, rows), total=total,
+    return TemplateList(templates=presenters.templates(session, rows, user.id), total=total,
                         limit=limit, offset=offset)
 
 
@@ -71,7 +71,7 @@ def create(body: TemplateCreate, user: CurrentUser, session: SessionDep,
     template = service.create_template(session=session, actor=Actor.of(user),
                                        draft=presenters.draft(body),
                                        limits=render_limits(settings))
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.post("/validate")
@@ -113,7 +113,7 @@ def test(body: TestBody, user: CurrentUser, session: SessionDep, request: Reques
 def get(template_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TemplateRead:
     template = service.get_template(session=session, actor=Actor.of(user),
                                     template_id=template_id)
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.put("/{template_id}")
@@ -127,7 +127,7 @@ def update(template_id: uuid.UUID, body: TemplateUpdate, user: CurrentUser,
     if body.is_active is not None:
         template = service.set_active(session=session, actor=Actor.of(user),
                                       template_id=template_id, active=body.is_active)
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.delete("/{template_id}")
@@ -179,7 +179,7 @@ def _set_active(template_id: uuid.UUID, user: CurrentUser, session: SessionDep, 
                 active: bool) -> TemplateRead:
     template = service.set_active(session=session, actor=Actor.of(user),
                                   template_id=template_id, active=active)
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.post("/{template_id}/set-default")
@@ -187,7 +187,7 @@ def set_default(template_id: uuid.UUID, user: CurrentUser, session: SessionDep) 
     """Make it the default of its scope (strategy or global), type and timeframe."""
     template = service.set_default(session=session, actor=Actor.of(user),
                                    template_id=template_id)
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.post("/{template_id}/labels")
@@ -223,7 +223,7 @@ def rollback(template_id: uuid.UUID, body: RollbackBody, user: CurrentUser,
     """Copy version `version`'s content into a new version n+1 (history is never rewritten)."""
     template = service.rollback(session=session, actor=Actor.of(user), template_id=template_id,
                                 version=body.version)
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.post("/{template_id}/clone", status_code=status.HTTP_201_CREATED)
@@ -233,22 +233,26 @@ def clone(template_id: uuid.UUID, body: CloneBody, user: CurrentUser,
     template = service.clone(session=session, actor=Actor.of(user), template_id=template_id,
                              strategy_id=body.strategy_id, name=body.name,
                              version=body.version)
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.get("/{template_id}/stats")
-def stats(template_id: uuid.UUID, user: CurrentUser, session: SessionDep,
-          version: Version | None = None) -> dict[str, object]:
-    """Execution statistics from the execution log (all versions, or one)."""
+def stats(template_id: uuid.UUID, user: CurrentUser, scope: UserAggregateScope,
+          session: SessionDep, version: Version | None = None) -> dict[str, object]:
+    """Execution statistics from the execution log (all versions, or one): your executions,
+    every user's with `scope=all` (admins)."""
     template = service.get_template(session=session, actor=Actor.of(user),
                                     template_id=template_id)
-    return playground.stats(session=session, template=template, version=version)
+    return {**playground.stats(session=session, template=template, version=version,
+                               owner_id=scope.owner_id), "scope": scope.label}
 
 
 @router.get("/{template_id}/performance")
-def performance(template_id: uuid.UUID, user: CurrentUser,
+def performance(template_id: uuid.UUID, user: CurrentUser, scope: UserAggregateScope,
                 session: SessionDep) -> dict[str, object]:
-    """Per-version comparison: executions, success rate, latency, tokens and cost."""
+    """Per-version comparison: executions, success rate, latency, tokens and cost of your
+    executions (every user's with `scope=all`, admins)."""
     template = service.get_template(session=session, actor=Actor.of(user),
                                     template_id=template_id)
-    return playground.performance(session=session, template=template)
+    return {**playground.performance(session=session, template=template,
+                                     owner_id=scope.owner_id), "scope": scope.label}

@@ -111,25 +111,29 @@ def _test_read(result: RenderResult, *, executed: bool, cost: Decimal,
                     cost_usd=plain_decimal(cost), render_ms=result.render_ms, **values)
 
 
-def stats(*, session: Session, template: PromptTemplate,
-          version: int | None = None) -> dict[str, Any]:
-    """The execution log's statistics of a template (or one version of it)."""
+def stats(*, session: Session, template: PromptTemplate, version: int | None = None,
+          owner_id: uuid.UUID | None) -> dict[str, Any]:
+    """The execution log's statistics of a template (or one version of it), over one owner's
+    executions (every user's when `owner_id` is None)."""
     if version is not None:
         service.get_version(session=session, template=template, version=version)
-    figures = llm.template_stats(session, template.id, version)
+    figures = llm.template_stats(session, template.id, version, owner_id=owner_id)
     return {"template_id": str(template.id), "version": version, **_jsonable(figures)}
 
 
-def performance(*, session: Session, template: PromptTemplate) -> dict[str, Any]:
+def performance(*, session: Session, template: PromptTemplate,
+                owner_id: uuid.UUID | None) -> dict[str, Any]:
     """Each version side by side (executions, success rate, latency, tokens, cost), newest
-    first, so an edit's effect shows at a glance."""
+    first, so an edit's effect shows at a glance; one owner's executions, or every user's."""
     rows = [{"version": v.version, "created_at": v.created_at.isoformat(),
              "change_note": v.change_note,
-             **_jsonable(llm.template_stats(session, template.id, v.version))}
+             **_jsonable(llm.template_stats(session, template.id, v.version,
+                                            owner_id=owner_id))}
             for v in service.list_versions(session=session, template=template)]
     return {"template_id": str(template.id), "name": template.name,
             "latest_version": template.latest_version, "versions": rows,
-            "overall": _jsonable(llm.template_stats(session, template.id, None))}
+            "overall": _jsonable(llm.template_stats(session, template.id, None,
+                                                    owner_id=owner_id))}
 
 
 def _jsonable(figures: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tradeloop.llm.schemas import ProviderName
 from tradeloop.schema_types import Version
 
 TEXT_LIMIT = 200_000  # parsing bound; the configured template cap is checked by the service
@@ -18,7 +19,7 @@ class ModelConfigBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: Literal["local", "openai", "anthropic"] | None = None
+    provider: ProviderName | None = None
     model_name: str | None = Field(default=None, max_length=200)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=200_000)
