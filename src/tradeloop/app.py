@@ -16,11 +16,12 @@ from tradeloop.csrf import CSRF_COOKIE, CsrfMiddleware
 from tradeloop.db import Database
 from tradeloop.errors import install_error_handlers
 from tradeloop.events import set_event_delivery
-from tradeloop.http_guards import RequestBodyGuard, SecurityHeadersMiddleware
 from tradeloop.llm import log_writer
 from tradeloop.logs import CorrelationIdMiddleware, configure_logging
 from tradeloop.market_data.api import MAX_UPLOAD_BYTES
 from tradeloop.ratelimit import RateLimiter
+from tradeloop.request_bodies import RequestBodyGuard
+from tradeloop.security_headers import SecurityHeadersMiddleware
 from tradeloop.settings import Settings, get_settings
 from tradeloop.tasks import (
     CeleryTaskRunner,

@@ -28,14 +28,16 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeSerializer
 from starlette.requests import cookie_parser
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tradeloop.errors import send_error
+from tradeloop.request_bodies import is_under, read_and_replay
 
 CSRF_COOKIE = "tradeloop_csrf"
 CSRF_FIELD = "_csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+MAX_FORM_FIELDS = 1000
 _FORM_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -101,7 +103,7 @@ class CsrfMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["method"] in SAFE_METHODS
-                or is_exempt(scope["path"], self.exempt_paths)):
+                or self._is_exempt(scope["path"])):
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
@@ -112,6 +114,9 @@ class CsrfMiddleware:
             await send_error(send, 403, "csrf_failed", refusal)
             return
         await self.app(scope, receive, send)
+
+    def _is_exempt(self, path: str) -> bool:
+        return any(is_under(path, prefix) for prefix in self.exempt_paths)
 
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> str | None:
         """Why the request may be forged (None when it may pass), from its headers alone."""
@@ -140,9 +145,8 @@ class CsrfMiddleware:
         # A URL-encoded form without Origin and Referer: read the body (its size and time are
         # bounded by the body guard outside) for the token field, and hand the same body on.
         body, replay = await read_and_replay(receive)
-        submitted = parse_qs(body.decode("latin-1"), max_num_fields=1000).get(CSRF_FIELD)
         cookie = cookie_parser(headers.get("cookie", "")).get(CSRF_COOKIE)
-        if is_valid_csrf(cookie, submitted[0] if submitted else None, self.secret_key()):
+        if is_valid_csrf(cookie, _form_field(body, CSRF_FIELD), self.secret_key()):
             return None, replay
         return MISSING_TOKEN, replay
 
@@ -152,14 +156,17 @@ class CsrfMiddleware:
         return origin is not None and origin in (own, self.public_origin)
 
 
-def is_exempt(path: str, prefixes: tuple[str, ...]) -> bool:
-    """True when `path` is one of `prefixes` or below one of them."""
-    return any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes)
-
-
 def _headers(scope: Scope) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1")
             for name, value in scope["headers"]}
+
+
+def _form_field(body: bytes, name: str) -> str | None:
+    try:
+        values = parse_qs(body.decode("latin-1"), max_num_fields=MAX_FORM_FIELDS).get(name)
+    except ValueError:  # more fields than any of our forms has: no token worth looking for
+        return None
+    return values[0] if values else None
 
 
 def _is_url_encoded_form(headers: dict[str, str]) -> bool:
@@ -171,29 +178,3 @@ def _has_bearer_token(authorization: str) -> bool:
     # only credential looked at, so the session cookie cannot ride along.
     scheme, _, value = authorization.partition(" ")
     return scheme.lower() == "bearer" and bool(value.strip())
-
-
-async def read_and_replay(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole request body, and a `receive` that hands the same body to the next app."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            # The client went away: let the application see the disconnect too.
-            return b"".join(chunks), _replay([message], receive)
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    body = b"".join(chunks)
-    return body, _replay([{"type": "http.request", "body": body, "more_body": False}], receive)
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    pending = list(messages)
-
-    async def replayed() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replayed

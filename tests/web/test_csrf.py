@@ -99,6 +99,15 @@ def test_without_origin_or_referer_the_token_is_needed(browser_client: TestClien
                                        data={CSRF_FIELD: "forged"}))
 
 
+def test_a_form_with_too_many_fields_is_refused_not_an_error(
+        browser_client: TestClient) -> None:
+    token = browser_client.cookies[CSRF_COOKIE]
+    fields = "&".join(f"f{i}=1" for i in range(2000))
+    response = browser_client.post(ENDPOINTS, content=f"{fields}&{CSRF_FIELD}={token}",
+                                   headers={"content-type": "application/x-www-form-urlencoded"})
+    assert_refused(response)
+
+
 def test_a_token_of_another_key_is_refused(browser_client: TestClient, db: Database,
                                            tmp_path) -> None:
     other = create_app(make_settings(tmp_path / "other", secret_key="another-secret-key" * 4),

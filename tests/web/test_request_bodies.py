@@ -30,6 +30,12 @@ def strategy_body(metadata_bytes: int) -> bytes:
     return json.dumps({"definition": SMA_CROSS, "metadata": {"x": "a" * metadata_bytes}}).encode()
 
 
+def chunked(body: bytes) -> Iterator[bytes]:
+    """The body in pieces: httpx sends it with Transfer-Encoding: chunked, no Content-Length."""
+    for start in range(0, len(body), 65536):
+        yield body[start:start + 65536]
+
+
 def stored_strategies(client: TestClient, headers: dict[str, str]) -> int:
     return len(client.get(STRATEGIES, headers=headers).json()["strategies"])
 
@@ -54,13 +60,7 @@ def test_a_20_mib_strategy_metadata_is_refused(client: TestClient, alice: dict) 
 
 
 def test_a_chunked_body_is_counted_while_it_streams(client: TestClient, alice: dict) -> None:
-    body = strategy_body(3 * 2**20)
-
-    def chunks() -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
-        for start in range(0, len(body), 65536):
-            yield body[start:start + 65536]
-
-    response = client.post(STRATEGIES, content=chunks(),
+    response = client.post(STRATEGIES, content=chunked(strategy_body(3 * 2**20)),
                            headers={**alice, "content-type": "application/json"})
     assert "content-length" not in response.request.headers
     assert_too_large(response)
@@ -71,6 +71,17 @@ def test_form_bodies_are_limited_too(client: TestClient) -> None:
     response = client.post("/users/log_in", data={"user[email]": "a" * 2 * 2**20},
                            headers={"origin": "http://testserver"})
     assert_too_large(response)
+
+
+def test_a_chunked_form_read_by_the_csrf_check_is_limited(client: TestClient) -> None:
+    # Cookies and no Origin/Referer: the CSRF check reads the form for its token field, and
+    # that read is limited as any other.
+    client.get("/users/log_in")
+    form = b"user%5Bemail%5D=" + b"a" * 2 * 2**20
+    response = client.post("/users/log_in", content=chunked(form),
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+    assert_too_large(response)
+    assert response.headers["connection"] == "close"
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The API docs, /docs (Swagger UI) and /redoc, on assets installed from npm.
 
 FastAPI's own pages load their assets from a CDN and start Swagger UI with an inline script,
-which the Content-Security-Policy (tradeloop/http_guards.py) forbids: these pages load the
+which the Content-Security-Policy (tradeloop/security_headers.py) forbids: these pages load the
 vendor bundles from /static/vendor and start them from a static initialiser that reads the
 OpenAPI URL from a data- attribute.
 """
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from tradeloop.deps import SettingsDep
-from tradeloop.http_guards import content_security_policy
+from tradeloop.security_headers import content_security_policy
 from tradeloop.web.api import TEMPLATES
 from tradeloop.web.assets import vendor_file, vendor_url
 
@@ -31,7 +31,7 @@ class DocsPage:
     # Set for a bundle that writes <style> elements (ReDoc's styled-components): the page gets
     # a per-response nonce for them, which the initialiser hands to the bundle.
     style_nonce: bool = False
-    # Further CSP directives of the page (tradeloop/http_guards.py has the rest).
+    # Further CSP directives of the page (tradeloop/security_headers.py has the rest).
     csp: tuple[tuple[str, str], ...] = ()
 
 
