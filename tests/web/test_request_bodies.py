@@ -7,8 +7,10 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -166,6 +168,23 @@ def test_a_trickling_body_times_out(slow_body_server: LiveServer, path: str) -> 
     # Answered at the deadline (0.5 s), not after the 100 bytes' 5 s, and the connection
     # closed: nothing of this request holds the server any longer.
     assert elapsed < 3
+
+
+def test_overlapping_slow_bodies_each_time_out_at_their_own_deadline(
+        slow_body_server: LiveServer) -> None:
+    # One timer serves all bodies: fired for the first, it must re-arm for the second.
+    head = ("POST /api/v1/auth/token HTTP/1.1\nHost: localhost\n"
+            "Content-Type: application/json\nContent-Length: 100\n\n")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        first = pool.submit(raw_request, slow_body_server, head)
+        time.sleep(0.3)
+        second = pool.submit(raw_request, slow_body_server, head)
+        fast = pool.submit(httpx.post, f"{slow_body_server.url}/api/v1/auth/token", json={})
+        answers = [first.result(), second.result()]
+        assert fast.result().status_code == 422
+    for answer, elapsed in answers:
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert 0.4 < elapsed < 2
 
 
 def test_a_trickling_chunked_body_times_out(slow_body_server: LiveServer) -> None:
