@@ -62,7 +62,9 @@ def is_valid_csrf(cookie: str | None, submitted: str | None, secret_key: str) ->
     """True when the submitted token matches the cookie and carries our signature."""
     if not cookie or not submitted:
         return False
-    return hmac.compare_digest(cookie, submitted) and _is_signed(cookie, secret_key)
+    # As bytes: compare_digest refuses str with non-ASCII characters (a forged header could).
+    return (hmac.compare_digest(cookie.encode(), submitted.encode())
+            and _is_signed(cookie, secret_key))
 
 
 def _is_signed(token: str, secret_key: str) -> bool:

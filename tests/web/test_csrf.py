@@ -97,6 +97,11 @@ def test_without_origin_or_referer_the_token_is_needed(browser_client: TestClien
     assert rotated.status_code == 200
     assert_refused(browser_client.post(f"{ENDPOINTS}/{endpoint['id']}/rotate-secret",
                                        data={CSRF_FIELD: "forged"}))
+    # Non-ASCII tokens are refused like any other wrong token, not an error.
+    assert_refused(browser_client.post(f"{ENDPOINTS}/{endpoint['id']}/rotate-secret",
+                                       data={CSRF_FIELD: "jeton-é"}))
+    assert_refused(browser_client.post(ENDPOINTS, json={"name": "latin"},
+                                       headers={CSRF_HEADER: "jeton-\xe9".encode("latin-1")}))
 
 
 def test_a_form_with_too_many_fields_is_refused_not_an_error(
