@@ -21,6 +21,7 @@ ROUTER_MODULES = (
     "tradeloop.prompts.admin_api",
     "tradeloop.llm.api",
     "tradeloop.web.api",
+    "tradeloop.web.docs",
 )
 TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.market_data.tasks",
                 "tradeloop.backtest.tasks", "tradeloop.signals.tasks", "tradeloop.prompts.tasks")

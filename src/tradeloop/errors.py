@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from tradeloop.logs import current_correlation_id
 
@@ -72,6 +75,16 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
                       "correlation_id": current_correlation_id()}}
 
 
+async def send_error(send: Send, status: int, code: str, message: str,
+                     headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    """Answer with the `{"error": {...}}` body from a pure ASGI middleware (no Response)."""
+    body = json.dumps(error_body(code, message)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(part) for part in location]
     if parts and parts[0] in {"body", "query", "path", "header", "cookie", "form"}:
@@ -100,7 +113,8 @@ async def _validation_error_handler(_request: Request, exc: Exception) -> JSONRe
 
 async def _http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+    code = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+            413: "payload_too_large"}.get(
         exc.status_code, "http_error")
     return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
