@@ -379,7 +379,6 @@ class _DefinitionReader:
         if self.calls > MAX_CALLS >= self.calls - calls:  # reported once, where it is crossed
             self.error_at(source, f"{what}: more than {MAX_CALLS} function calls in the "
                           "definition (each one is a pass over every bar)")
-            return None
         return Expression(source.text, tree, source.line, source.column)
 
     def _kind(self, expression: Expression, scope: Scope) -> Kind | None:
