@@ -27,6 +27,7 @@ from tradeloop.strategies.expressions import (
     Kind,
     Scope,
     infer_kind,
+    number_problem,
 )
 
 SIGNAL_NAMES = ("entry_long", "exit_long", "entry_short", "exit_short")
@@ -106,8 +107,8 @@ def compile_strategy(definition: StrategyDefinition,
         if name not in definition.params:
             known = ", ".join(definition.params) or "none"
             errors.append(DefinitionError(0, 0, f"unknown param '{name}'; known: {known}"))
-        elif isinstance(value, bool) or not isinstance(value, int | float):
-            errors.append(DefinitionError(0, 0, f"param '{name}' must be a number"))
+        elif problem := number_problem(value):
+            errors.append(DefinitionError(0, 0, f"param '{name}' {problem}"))
         else:
             effective[name] = value
     if not errors and params:
