@@ -279,7 +279,8 @@ def bench_single(cfg: Config, report: Report) -> None:
     def theirs() -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Backtest(data, SmaCross, cash=CASH, commission=0).run()
+            return Backtest(data, SmaCross, cash=CASH, commission=0,
+                            finalize_trades=True).run()
 
     times = interleaved({"ours": (ours, 4), "engine": (engine_only, 4), "theirs": (theirs, 1)},
                         cfg.single_rounds, warmup=2)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 from tests.conftest import fresh_postgres_database
 from tradeloop import migrate
 from tradeloop.accounts.models import User
+from tradeloop.backtest.models import BacktestRun
 from tradeloop.cli import app, parse_task_arguments
 from tradeloop.db import Database
 from tradeloop.settings import get_settings
@@ -192,6 +194,21 @@ def test_data_import_and_list(cli_env: Path, tmp_path: Path) -> None:
     assert row["first"].startswith("2024-01-02") and row["last"].startswith("2024-01-03")
 
 
+def test_cli_reads_rows_and_dates_as_the_api_does(cli_env: Path, tmp_path: Path) -> None:
+    runner.invoke(app, ["db", "upgrade"])
+    runner.invoke(app, ["user", "create", "--email", "boss@example.com",
+                        "--password", "a very long password", "--admin"])
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text(YAHOO + "2024-01-04,10,11,9,10,10\n")  # no volume field
+    refused = runner.invoke(app, ["data", "import", str(ragged), "--symbol", "ACME"])
+    assert refused.exit_code == 1
+    assert "line 4: 6 fields where the header has 7" in refused.output
+    for start in ("0001-01-01T00:00:00+01:00", "yesterday"):
+        bad = runner.invoke(app, ["backtest", "run", "--strategy", "sma_cross",
+                                  "--start", start])
+        assert bad.exit_code == 1 and f"--start {start!r}" in bad.output, bad.output
+
+
 def test_seed_demo_is_idempotent_and_marked_synthetic(cli_env: Path) -> None:
     runner.invoke(app, ["db", "upgrade"])
     runner.invoke(app, ["user", "create", "--email", "boss@example.com",
@@ -241,6 +258,25 @@ def test_backtest_run_and_sweep(cli_env: Path) -> None:
     assert report["total"] == 6 and report["finished"] and len(report["ranking"]) == 6
     values = [entry["value"] for entry in report["ranking"]]
     assert values == sorted(values, reverse=True)
+
+    # --end-fill close: a trade still open at the end is marked to the last close; another
+    # request than the default (end_fill "open"), so not the cached run.
+    marked = runner.invoke(app, ["backtest", "run", "--strategy", "sma_cross", "--symbols",
+                                 "ACME,GLOBX", "--end-fill", "close", "--json"])
+    assert marked.exit_code == 0, marked.output
+    marked_result = json.loads(marked.stdout)
+    assert marked_result["options"]["end_fill"] == "close" and not marked_result["cached"]
+    assert result["options"]["end_fill"] == "open" and marked_result["id"] != result["id"]
+    swept = json.loads(runner.invoke(app, [
+        "backtest", "sweep", "--strategy", "sma_cross", "--symbols", "ACME", "--param",
+        "fast=5,10", "--metric", "return_pct", "--end-fill", "close", "--json"]).stdout)
+    db = Database.from_url(get_settings().effective_database_url)
+    with db.unit_of_work() as session:
+        fills = set(session.scalars(select(BacktestRun.end_fill).where(BacktestRun.id.in_(
+            [uuid.UUID(entry["run_id"]) for entry in swept["ranking"]]))))
+    assert swept["finished"] and fills == {"close"}
+    bad = runner.invoke(app, ["backtest", "run", "--strategy", "sma_cross", "--end-fill", "noon"])
+    assert bad.exit_code == 1 and "end_fill" in bad.output
 
     unknown = runner.invoke(app, ["backtest", "run", "--strategy", "nope"])
     assert unknown.exit_code == 1 and "not found" in unknown.output.lower()

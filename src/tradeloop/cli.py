@@ -68,20 +68,26 @@ def announce_first_start(settings: Settings, db: Database) -> None:
         console.print("[bold green]Created the first admin account[/] (shown only once):")
         console.print(f"  email:    {email}\n  password: {password}")
     _seed_prompt_templates(db)
-    if settings.load_demo_on_first_start:
-        load_demo_if_empty(db)
+    load_or_extend_demo(db, load_when_empty=settings.load_demo_on_first_start)
     console.print(f"Default webhook secret (WEBHOOK_SECRET): {settings.secret('WEBHOOK_SECRET')}")
 
 
-def load_demo_if_empty(db: Database) -> None:
-    """On a database without bars, load the demo universe and strategies (first start)."""
+def load_or_extend_demo(db: Database, *, load_when_empty: bool) -> None:
+    """On a database without bars, load the demo universe and strategies (first start, when
+    asked); else bring a loaded demo's series up to the last completed day."""
+    from tradeloop.market_data.demo_bars import load_demo_bars
     from tradeloop.seeding import needs_demo
 
     with db.unit_of_work() as session:
         empty = needs_demo(session)
-    if empty:
+    if empty and load_when_empty:
         console.print("First start: loading the synthetic demo universe and demo strategies…")
         _seed_demo_with_progress(db)
+    elif not empty:
+        with db.unit_of_work() as session:
+            added = load_demo_bars(session=session, only_stored=True).new_bars
+        if added:
+            console.print(f"Demo bars brought up to the last completed day: {added} new")
 
 
 def _seed_demo_with_progress(db: Database) -> None:
@@ -91,10 +97,10 @@ def _seed_demo_with_progress(db: Database) -> None:
         task_id = progress.add_task("demo bars", total=None)
         report = seed_demo(session=session, progress=lambda done, total: progress.update(
             task_id, completed=done, total=total))
-    for result in report.series:
+    for result in report.bars.series:
         console.print(f"  {result.symbol:8} {result.timeframe:3} {result.received:>7} bars "
                       f"({result.inserted} new, {result.updated} changed)")
-    for skipped in report.skipped_real:
+    for skipped in report.bars.skipped_real:
         console.print(f"  {skipped}: holds real bars, left alone")
     if report.owner_email:
         names = ", ".join(report.strategies_created) or "already present"
@@ -270,20 +276,24 @@ def _owner_id(db: Database, email: str | None) -> Any:
 
 def _run_request(strategy: str, symbols: str | None, start: str | None, end: str | None,
                  params: list[str] | None, options: dict[str, Any]) -> Any:
-    from datetime import UTC, datetime
+    from datetime import datetime
+
+    from pydantic import TypeAdapter, ValidationError
 
     from tradeloop.backtest.engine import BacktestOptions
     from tradeloop.backtest.service import RunRequest
+    from tradeloop.schema_types import UTCTimestamp
 
-    def moment(value: str | None) -> datetime | None:
-        if not value:
-            return None
-        parsed = datetime.fromisoformat(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    def moment(option: str, value: str | None) -> datetime | None:
+        """A date or time read as the API reads it (docs/api.md)."""
+        try:
+            return TypeAdapter(UTCTimestamp).validate_python(value) if value else None
+        except ValidationError as exc:
+            raise _fail(f"{option} {value!r}: {exc.errors()[0]['msg']}") from None
 
     pairs = [_split_param(p) for p in params or []]
     return RunRequest(strategy=strategy, symbols=[s for s in (symbols or "").split(",") if s],
-                      start=moment(start), end=moment(end),
+                      start=moment("--start", start), end=moment("--end", end),
                       params={k: float(v) for k, v in pairs} or None,
                       options=BacktestOptions(**options))
 
@@ -300,6 +310,9 @@ SymbolsOption = Annotated[str | None, typer.Option(help="Comma-separated; defaul
                                                         "definition's symbols")]
 UserOption = Annotated[str | None, typer.Option("--user", help="Act as this user (email); "
                                                                "default: the first admin")]
+EndFillOption = Annotated[str, typer.Option(
+    help="Where a trade still open at the end closes: the last bar's open (backtesting.py's "
+         "finalize_trades) or close")]
 
 
 @backtest_app.command("run")
@@ -310,7 +323,8 @@ def backtest_run(
     param: Annotated[list[str] | None, typer.Option(help="Override a param: name=value")] = None,
     cash: float = 10_000.0, commission: float = 0.0, commission_fixed: float = 0.0,
     slippage_bps: float = 0.0, fill: str = "open", size_units: str = "whole",
-    user: UserOption = None, as_json: Annotated[bool, typer.Option("--json")] = False,
+    end_fill: EndFillOption = "open", user: UserOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Backtest a strategy now, in this process, and print its metrics (cached when known)."""
     from tradeloop.backtest import service
@@ -321,7 +335,8 @@ def backtest_run(
     db = _database(settings)
     owner_id = _owner_id(db, user)
     options = {"cash": cash, "commission": commission, "commission_fixed": commission_fixed,
-               "slippage_bps": slippage_bps, "fill": fill, "size_units": size_units}
+               "slippage_bps": slippage_bps, "fill": fill, "size_units": size_units,
+               "end_fill": end_fill}
     try:
         request = _run_request(strategy, symbols, start, end, param, options)
         with db.unit_of_work() as session:
@@ -372,7 +387,8 @@ def backtest_sweep(
     param: Annotated[list[str], typer.Option(help="name=start:stop:step or name=a,b,c")],
     metric: str = "sharpe_ratio", symbols: SymbolsOption = None,
     start: str | None = None, end: str | None = None, cash: float = 10_000.0,
-    commission: float = 0.0, fill: str = "open", top: int = 20, user: UserOption = None,
+    commission: float = 0.0, fill: str = "open", end_fill: EndFillOption = "open",
+    top: int = 20, user: UserOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Rank a param grid by a metric as tasks (in-process pool, or Celery workers); the top
@@ -396,7 +412,8 @@ def backtest_sweep(
     set_task_runner(runner)
     try:
         base = _run_request(strategy, symbols, start, end, None,
-                            {"cash": cash, "commission": commission, "fill": fill})
+                            {"cash": cash, "commission": commission, "fill": fill,
+                             "end_fill": end_fill})
         with db.unit_of_work() as session:
             created, _ = sweeps.create_sweep(
                 session=session, owner_id=owner_id, base=base, grid=grid, metric=metric,

@@ -1,4 +1,5 @@
-"""Request-scoped dependencies shared by every router: the unit of work and the settings."""
+"""Request-scoped dependencies shared by every router: the unit of work, the settings, and
+the check of JSON bodies the app applies to every route."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from tradeloop.db import Database
+from tradeloop.errors import FieldValidationError, validation_fields
 from tradeloop.ratelimit import RateLimiter
+from tradeloop.schema_types import non_finite_numbers
 from tradeloop.settings import Settings
 
 
@@ -30,6 +33,33 @@ def get_rate_limiter(request: Request) -> RateLimiter:
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+async def refuse_non_finite_numbers(request: Request) -> None:
+    """422 naming the field when a route's JSON body holds NaN or an infinity (`1e400`).
+
+    Typed fields could refuse them one by one, but free-form ones (metadata, variables,
+    params) would take them and store null: the body is checked as a whole, once FastAPI has
+    parsed it (the parsed document is cached on the request, so nothing is parsed twice).
+    """
+    route = request.scope.get("route")
+    if getattr(route, "body_field", None) is None or not _declares_json(request):
+        return
+    if not await request.body():
+        return
+    locations = non_finite_numbers(await request.json())
+    if locations:
+        raise FieldValidationError(validation_fields([{
+            "loc": ("body", *location), "type": "finite_number",
+            "msg": "must be a finite number (NaN, Infinity and numbers beyond ±1.8e308 "
+                   "are refused)"} for location in locations]))
+
+
+def _declares_json(request: Request) -> bool:
+    # FastAPI parses a body as JSON for these media types only (others stay bytes).
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json"))
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 # webhooks, the hot path under alert bursts) comes first so a webhook skips the other ~200.
 ROUTER_MODULES = (
     "tradeloop.signals.api",
-    "tradeloop.health",
+    "tradeloop.health_api",
     "tradeloop.accounts.api",
     "tradeloop.market_data.api",
     "tradeloop.strategies.api",
@@ -21,9 +21,10 @@ ROUTER_MODULES = (
     "tradeloop.prompts.admin_api",
     "tradeloop.llm.api",
     "tradeloop.web.api",
+    "tradeloop.web.docs",
 )
-TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.backtest.tasks",
-                "tradeloop.signals.tasks", "tradeloop.prompts.tasks")
+TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.market_data.tasks",
+                "tradeloop.backtest.tasks", "tradeloop.signals.tasks", "tradeloop.prompts.tasks")
 MODEL_MODULES = (
     "tradeloop.accounts.models",
     "tradeloop.market_data.models",

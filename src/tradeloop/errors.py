@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from tradeloop.logs import current_correlation_id
 
@@ -76,6 +78,16 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
                       "correlation_id": current_correlation_id()}}
 
 
+async def send_error(send: Send, status: int, code: str, message: str,
+                     headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    """Answer with the `{"error": {...}}` body from a pure ASGI middleware (no Response)."""
+    body = json.dumps(error_body(code, message)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(part) for part in location]
     if parts and parts[0] in {"body", "query", "path", "header", "cookie", "form"}:
@@ -104,7 +116,8 @@ async def _validation_error_handler(_request: Request, exc: Exception) -> JSONRe
 
 async def _http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+    code = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+            413: "payload_too_large"}.get(
         exc.status_code, "http_error")
     return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
@@ -134,17 +147,19 @@ class ErrorResponse(BaseModel):
 
 ERROR_DESCRIPTIONS = {
     400: "Malformed request: a body that is not valid JSON or not UTF-8",
+    408: "The body did not arrive in time (REQUEST_BODY_TIMEOUT_S)",
     401: "Missing, invalid or expired credentials",
     403: "Not allowed to the caller",
     404: "Not found (or not the caller's)",
     409: "Conflicts with the current state",
-    413: "Body too large",
+    413: "Body larger than the limit (REQUEST_BODY_MAX_BYTES)",
     422: "Invalid input: details.fields names every invalid field",
     429: "Too many attempts: retry after Retry-After seconds",
     502: "The analyst (LLM provider) gave no usable answer",
 }
-# What an operation with a request body, or with parameters, can answer whatever it does.
-BODY_STATUSES = (400, 422)
+# What an operation with a request body, or with parameters, can answer whatever it does
+# (408 and 413 from request_bodies.RequestBodyGuard).
+BODY_STATUSES = (400, 408, 413, 422)
 PARAMETER_STATUSES = (422,)
 PATH_PARAMETER_STATUSES = (404,)
 STATUSES_ATTRIBUTE = "__tradeloop_error_statuses__"
@@ -171,8 +186,8 @@ def answers(*statuses: int) -> Callable[[Call], Call]:
 def document_error_responses(app: FastAPI, routers: list[APIRouter]) -> None:
     """Document on every operation of `routers` the errors it can answer, in the one error
     shape, instead of FastAPI's default 422 (`{"detail": [...]}`, which this app never
-    sends): 400/422 for a body, 422 for parameters, 404 for path ids, and the statuses its
-    dependencies are marked with (`answers`)."""
+    sends): BODY_STATUSES for a body, 422 for parameters, 404 for path ids, and the statuses
+    its dependencies are marked with (`answers`)."""
     default_openapi = app.openapi
     routes = [route for router in routers for route in router.routes
               if isinstance(route, APIRoute) and route.include_in_schema]

@@ -1,4 +1,5 @@
-"""Health checks: a registry that domains add components to, and the /health endpoints."""
+"""Health checks: a registry that domains add components to, run concurrently with a bound on
+each; `tradeloop.health_api` serves them as /health."""
 
 from __future__ import annotations
 
@@ -11,16 +12,18 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from tradeloop.db import Database
-from tradeloop.errors import NotFoundError
 from tradeloop.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 Status = Literal["healthy", "degraded", "unhealthy"]
+PUBLIC_MESSAGES: dict[str, str] = {
+    "healthy": "OK",
+    "degraded": "Degraded: an admin token or the METRICS_TOKEN shows why",
+    "unhealthy": "Unhealthy: an admin token or the METRICS_TOKEN shows why",
+}
 
 
 @dataclass
@@ -96,6 +99,18 @@ def check_components(db: Database, timeout_s: float, names: list[str] | None = N
     return {name: future.result() for name, future in started.items()}
 
 
+def registered_components() -> list[str]:
+    return sorted(_CHECKS)
+
+
+def without_figures(component: dict[str, Any]) -> dict[str, Any]:
+    """A component's status only: its message and details count every user's rows (decisions,
+    queued signals, snapshots), which only admins and the METRICS_TOKEN may see."""
+    return {"healthy": component["healthy"], "status": component["status"],
+            "message": PUBLIC_MESSAGES[component["status"]],
+            "latency_ms": component["latency_ms"]}
+
+
 def summarize(components: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Seed 004's shape: healthy, status, message, timestamp, components."""
     statuses = {c["status"] for c in components.values()}
@@ -111,37 +126,3 @@ def summarize(components: dict[str, dict[str, Any]]) -> dict[str, Any]:
         status, message = "healthy", "All systems operational"
     return {"healthy": status != "unhealthy", "status": status, "message": message,
             "timestamp": datetime.now(UTC).isoformat(), "components": components}
-
-
-router = APIRouter(tags=["health"])
-
-
-def _health_response(request: Request, names: list[str] | None) -> JSONResponse:
-    db: Database = request.app.state.db
-    settings: Settings = request.app.state.settings
-    body = summarize(check_components(db, settings.health_check_timeout_s, names, settings))
-    return JSONResponse(body, status_code=200 if body["healthy"] else 503)
-
-
-@router.get("/api/health")
-def api_health() -> dict[str, str]:
-    """Liveness: the process answers (seed 000's check)."""
-    return {"status": "healthy"}
-
-
-UNHEALTHY = {503: {"description": "A component is unhealthy (the same body)"}}
-
-
-@router.get("/health", responses=UNHEALTHY)
-def health(request: Request) -> JSONResponse:
-    """Readiness of every registered component; 503 when any is unhealthy."""
-    return _health_response(request, None)
-
-
-@router.get("/health/{component}", responses=UNHEALTHY)
-def component_health(component: str, request: Request) -> JSONResponse:
-    """Readiness of one component (database, context, gex, …)."""
-    if component not in _CHECKS:
-        raise NotFoundError(f"No health component {component!r}",
-                            details={"components": sorted(_CHECKS)})
-    return _health_response(request, [component])

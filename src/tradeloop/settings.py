@@ -12,6 +12,12 @@ from pydantic import Field, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GENERATED_SECRET_NAMES = ("SECRET_KEY", "WEBHOOK_SECRET")
+# `vertex_ai` is seed 001's name for Gemini, served by the `gemini` provider (docs/llm.md).
+LLMProvider = Literal["local", "openai", "anthropic", "gemini", "vertex_ai"]
+GEMINI_OPENAI_BASE = "https://generativelanguage.googleapis.com/v1beta/openai/"
+# package.json sits at the checkout's root, beside src/: `npm ci` installs the browser assets
+# (docs/architecture.md, "Browser assets") into its node_modules.
+CHECKOUT_NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
 
 
 class Settings(BaseSettings):
@@ -25,10 +31,13 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     celery_broker_url: str | None = None
     celery_result_backend: str | None = None
-    llm_provider: Literal["local", "openai", "anthropic"] = "local"
+    llm_provider: LLMProvider = "local"
     openai_api_key: SecretStr | None = None
     openai_api_base: str | None = None
     anthropic_api_key: SecretStr | None = None
+    # Gemini through its OpenAI-compatible endpoint; the base is overridable (a proxy, tests).
+    gemini_api_key: SecretStr | None = None
+    gemini_api_base: str = GEMINI_OPENAI_BASE
     disable_prompt_logging: bool = False
     # LLM calls (docs/llm.md): the default model of LLM_PROVIDER (unset: the provider's own
     # default), a proxy for Anthropic, and the retry budget: each attempt is bounded by
@@ -75,6 +84,13 @@ class Settings(BaseSettings):
     celery_queue: str = "tradeloop"
     task_pool_size: int = Field(default=4, ge=1, le=64)
     db_connect_timeout_s: float = Field(default=2.0, gt=0)
+    # Request bodies (docs/configuration.md): the size limit of every JSON/form body (routes
+    # with their own, the webhooks and bar uploads, keep theirs) and the time a whole body may
+    # take to arrive.
+    request_body_max_bytes: int = Field(default=1_048_576, ge=1024)
+    request_body_timeout_s: float = Field(default=30.0, gt=0)
+    # Where `npm ci` put the browser assets (Swagger UI, Redoc) served under /static/vendor.
+    node_modules_dir: Path = CHECKOUT_NODE_MODULES
     health_check_timeout_s: float = Field(default=1.5, gt=0)
     # Live-signal context, GEX and metrics (docs/signals.md).
     context_cache_ttl_s: float = Field(default=60.0, ge=0)

@@ -9,9 +9,11 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import delete, func, select, update
 
-from tests.conftest import store_bars, wait_for_tasks
+from tests.conftest import make_settings, store_bars, wait_for_tasks
+from tradeloop.app import create_app
 from tradeloop.backtest import service, sweeps
 from tradeloop.backtest import tasks as backtest_tasks
 from tradeloop.backtest.metrics import METRICS
@@ -393,6 +395,37 @@ def test_other_users_get_404_everywhere(client: TestClient, alice: dict, bob: di
     assert client.get(f"{BASE}/results", headers=bob).json()["results"] == []
     assert client.delete(url, headers=alice).status_code == 204
     assert client.get(url, headers=alice).status_code == 404
+
+
+def test_backtest_metrics_count_the_callers_runs(db: Database, tmp_path, alice: dict,
+                                                bob: dict, admin: dict, strategy: dict) -> None:
+    """Issue 13: /metrics/backtests showed every user's runs and cache hits to everyone."""
+    settings = make_settings(tmp_path / "data", metrics_token=SecretStr("scraper-token"))
+    with TestClient(create_app(settings, db)) as client:
+        run(client, alice, strategy)
+        run(client, alice, strategy)  # a cache hit
+        bobs = client.post("/api/v1/strategies", json={"definition": DEFINITION},
+                           headers=bob).json()
+        run(client, bob, bobs, symbols=["AAA"])
+
+        def figures(headers: dict, **params: str) -> dict:
+            response = client.get("/metrics/backtests", headers=headers, params=params)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            return {"done": body["runs"]["done"], **body["cache"], "scope": body["scope"]}
+
+        assert figures(alice) == {"done": 1, "hits": 1, "misses": 1, "hit_rate": 0.5,
+                                  "scope": "user"}
+        assert figures(bob) == {"done": 1, "hits": 0, "misses": 1, "hit_rate": 0.0,
+                                "scope": "user"}
+        assert figures(admin)["done"] == 0  # an admin's own runs unless asking for all
+        everyone = {"done": 2, "hits": 1, "misses": 2, "hit_rate": round(1 / 3, 4),
+                    "scope": "all"}
+        assert figures(admin, scope="all") == everyone
+        assert figures({"Authorization": "Bearer scraper-token"}) == everyone
+        assert client.get("/metrics/backtests", params={"scope": "all"},
+                          headers=alice).status_code == 403
+        assert client.get("/metrics/backtests").status_code == 401
 
 
 def test_market_structure_runs_long_and_short(client: TestClient, alice: dict,

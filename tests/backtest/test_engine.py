@@ -105,9 +105,10 @@ def fill_prices(df: pd.DataFrame, options: BacktestOptions) -> np.ndarray:
 
 
 def with_closing_bar(df: pd.DataFrame) -> pd.DataFrame:
-    """`df` plus one flat bar at its last close. backtesting.py's finalize_trades closes open
-    trades with the last bar's prices: at its open (or, trading on close, at the close of the
-    bar before). With this bar appended both are our last close, where our engine closes."""
+    """`df` plus one flat bar at its last close, for end_fill="close". backtesting.py's
+    finalize_trades closes open trades with the last bar's prices: at its open (our default,
+    end_fill="open"), or, trading on close, at the close of the bar before. With this bar
+    appended both are our last close, where end_fill="close" closes."""
     last = df.Close.iloc[-1]
     extra = df.iloc[[-1]].assign(Open=last, High=last, Low=last, Volume=0)
     return pd.concat([df, extra.set_axis([df.index[-1] + (df.index[-1] - df.index[-2])])])
@@ -115,9 +116,12 @@ def with_closing_bar(df: pd.DataFrame) -> pd.DataFrame:
 
 def bt_run(df: pd.DataFrame, strategy: type[Strategy], options: BacktestOptions,
            backtest: Callable[..., Backtest] = Backtest) -> pd.Series:
+    """backtesting.py on our bars: as they are for end_fill="open", with a closing bar for
+    end_fill="close"."""
+    data = with_closing_bar(df) if options.end_fill == "close" else df
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return backtest(with_closing_bar(df), strategy, cash=options.cash,
+        return backtest(data, strategy, cash=options.cash,
                         commission=(options.commission_fixed, options.commission),
                         trade_on_close=options.fill == "close", finalize_trades=True).run()
 
@@ -136,11 +140,12 @@ def assert_same_trades(ours: Trades, theirs: pd.DataFrame, n: int) -> None:
 
 def bt_equity_as_ours(stats: pd.Series, n: int, trades: Trades,
                       options: BacktestOptions) -> np.ndarray:
-    """backtesting.py's equity on our bars: its value after the closing bar stands for our
-    last bar. Trading on close, it logs bar t's equity before filling orders at t's close,
-    so the commission of those fills shows a bar late; we book it at t."""
+    """backtesting.py's equity on our bars: with a closing bar (end_fill="close"), its value
+    after that bar stands for our last bar. Trading on close, it logs bar t's equity before
+    filling orders at t's close, so the commission of those fills shows a bar late; we book
+    it at t."""
     equity = stats._equity_curve.Equity.to_numpy()
-    expected = np.r_[equity[:n - 1], equity[n]]
+    expected = np.r_[equity[:n - 1], equity[-1]]
     if options.fill == "close":
         def fee(price: np.ndarray) -> np.ndarray:
             return options.commission_fixed + trades.size * price * options.commission
@@ -153,9 +158,15 @@ def bt_equity_as_ours(stats: pd.Series, n: int, trades: Trades,
 CASES = {
     # backtesting.py's own SmaCross, as in its docs: GOOG, no costs, next open.
     "goog_smacross": (GOOG, 10, 30, "both", RiskSettings(), BacktestOptions()),
+    # The same, marked to the last close: backtesting.py on the bars plus a closing bar.
+    "goog_smacross_end_close": (GOOG, 10, 30, "both", RiskSettings(),
+                                BacktestOptions(end_fill="close")),
+    # Trading on close: backtesting.py finalizes at the close of the bar before the last (it
+    # re-runs its last bar), which a closing bar turns into our last close.
     "goog_commission_close_sl_tp": (GOOG, 10, 30, "both",
                                     RiskSettings(stop_loss_pct=5, take_profit_pct=10),
-                                    BacktestOptions(commission=0.002, fill="close")),
+                                    BacktestOptions(commission=0.002, fill="close",
+                                                    end_fill="close")),
     # Levels checked from the entry bar on, when filling at the next open.
     "goog_next_open_sl_tp": (GOOG, 10, 30, "both",
                              RiskSettings(stop_loss_pct=3, take_profit_pct=6),
@@ -165,7 +176,8 @@ CASES = {
     "eurusd_long_half_close_sl_tp": (EURUSD, 10, 30, "long",
                                      RiskSettings(stop_loss_pct=0.3, take_profit_pct=0.6,
                                                   position_size_pct=50),
-                                     BacktestOptions(commission=0.0002, fill="close")),
+                                     BacktestOptions(commission=0.0002, fill="close",
+                                                     end_fill="close")),
 }
 
 
@@ -185,16 +197,20 @@ def test_matches_backtesting_py(case: str) -> None:
 
 
 def test_goog_smacross_matches_the_documented_run() -> None:
-    """backtesting.py's documented SmaCross run on the unchanged data: 66 trades and the
-    same equity, except that it closes the last trade at the last bar's open, not close."""
+    """backtesting.py's documented SmaCross run on the unchanged data: 66 trades and its
+    published final equity; end_fill="close" differs by the last trade's last bar only."""
     n = len(GOOG)
     definition = cross_definition(10, 30, "both", RiskSettings())
-    run = run_symbol(symbol_bars(GOOG), tradeloop_signals(GOOG, definition), RiskSettings(),
-                     BacktestOptions())
+    signals = tradeloop_signals(GOOG, definition)
+    run = run_symbol(symbol_bars(GOOG), signals, RiskSettings(), BacktestOptions())
     assert len(run.trades) == 66
-    last = run.trades.size[-1] * (GOOG.Close.iloc[-1] - GOOG.Open.iloc[-1])
-    assert run.equity[-1] - last == pytest.approx(51422.99, abs=0.005)
+    assert run.equity[-1] == pytest.approx(51422.98999999996, rel=RTOL)
     assert run.equity[n - 2] == pytest.approx(51640.59, abs=0.005)
+    marked = run_symbol(symbol_bars(GOOG), signals, RiskSettings(),
+                        BacktestOptions(end_fill="close"))
+    last = run.trades.size[-1] * (GOOG.Close.iloc[-1] - GOOG.Open.iloc[-1])
+    assert marked.equity[-1] - last == pytest.approx(run.equity[-1], rel=1e-12)
+    np.testing.assert_array_equal(marked.equity[:-1], run.equity[:-1])
 
 
 def test_fractional_units_match_fractional_backtest() -> None:
@@ -219,8 +235,13 @@ def test_run_backtest_of_one_symbol_is_its_run() -> None:
     run = run_symbol(symbol_bars(df, "GOOG"), signals, RiskSettings(), BacktestOptions())
     out = run_backtest([(symbol_bars(df, "GOOG"), signals)], RiskSettings(), BacktestOptions())
     np.testing.assert_array_equal(out.equity, run.equity)
-    np.testing.assert_array_equal(out.in_market, run.position != 0)
+    # Exposed from entry bar through exit bar: the position plus each trade's exit bar.
+    exposed = run.position != 0
+    exposed[run.trades.exit_index] = True
+    np.testing.assert_array_equal(out.in_market, exposed)
+    assert not np.array_equal(exposed, run.position != 0)   # the last bar, at least
     np.testing.assert_array_equal(out.benchmark_close["GOOG"], df.Close.to_numpy())
+    assert out.benchmark_start == {"GOOG": 29}   # the slow SMA's first value
     assert out.cash == 10_000 and out.commissions == 0 and len(out.trades) == 66
     assert set(out.trades.symbol) == {"GOOG"}
 
@@ -293,7 +314,7 @@ def reference(bars: SymbolBars, signals: StrategySignals, risk: RiskSettings,
         if options.fill == "close" and i <= n - 2:
             act(i, i, c[i])
         if i == n - 1 and state["size"]:
-            close(i, c[i], "end")
+            close(i, (o if options.end_fill == "open" else c)[i], "end")
         equity[i] = state["cash"] + state["size"] * (c[i] - state["entry"])
     return trades, equity
 
@@ -317,7 +338,8 @@ def random_case(draw: st.DrawFn) -> tuple[SymbolBars, StrategySignals, RiskSetti
         commission_fixed=draw(st.sampled_from([0.0, 1.5])),
         slippage_bps=draw(st.sampled_from([0.0, 5.0, 40.0])),
         fill=draw(st.sampled_from(["open", "close"])),
-        size_units=draw(st.sampled_from(["whole", "fractional"])))
+        size_units=draw(st.sampled_from(["whole", "fractional"])),
+        end_fill=draw(st.sampled_from(["open", "close"])))
     ts = np.datetime64("2024-01-01", "ns") + np.arange(n) * DAY
     return SymbolBars("R", ts, opening, high, low, close), signals, risk, options
 
@@ -364,14 +386,19 @@ def make_signals(n: int, **bars: list[int]) -> StrategySignals:
 FLAT_100 = (100.0, 100.0, 100.0, 100.0)
 
 
-def test_whole_units_follow_backtesting_py_full_equity() -> None:
+@pytest.mark.parametrize(("end_fill", "exit_price"), [("open", 100), ("close", 110)])
+def test_whole_units_follow_backtesting_py_full_equity(end_fill: str,
+                                                       exit_price: float) -> None:
     # 10,000 x (1 - 2**-52) // 100 = 99 units, not 100: backtesting.py's buy() does the same.
+    # Still open at the end, the trade closes at the last bar's open (default) or close.
     bars = make_bars([FLAT_100, FLAT_100, (100, 100, 100, 110)])
-    run = run_symbol(bars, make_signals(3, entry_long=[0]), RiskSettings(), BacktestOptions())
+    run = run_symbol(bars, make_signals(3, entry_long=[0]), RiskSettings(),
+                     BacktestOptions(end_fill=end_fill))  # type: ignore[arg-type]
     assert run.trades.size.tolist() == [99]
     np.testing.assert_array_equal(run.position, [0, 99, 0])
-    np.testing.assert_allclose(run.equity, [10_000, 10_000, 10_000 + 99 * 10])
+    np.testing.assert_allclose(run.equity, [10_000, 10_000, 10_000 + 99 * (exit_price - 100)])
     assert run.trades.exit_reason.tolist() == ["end"]
+    assert (run.trades.exit_index[0], run.trades.exit_price[0]) == (2, exit_price)
 
 
 def test_gap_through_the_stop_fills_at_the_open() -> None:
@@ -512,7 +539,9 @@ def test_two_symbols_split_the_cash_and_add_up() -> None:
     # B starts on the 3rd (its cash until then); A ends on the 4th (forward-filled after).
     expected = np.r_[run_a.equity, run_a.equity[-1]] + np.r_[5_000, 5_000, run_b.equity]
     np.testing.assert_allclose(out.equity, expected)
-    np.testing.assert_array_equal(out.in_market, [False, True, True, True, False])
+    # A: entry on the 2nd, closed on its last bar, the 4th; B: the 4th to its last bar, the
+    # 5th. Exit bars count as exposed.
+    np.testing.assert_array_equal(out.in_market, [False, True, True, True, True])
     np.testing.assert_array_equal(out.benchmark_close["A"], [100, 100, 110, 120, 120])
     np.testing.assert_array_equal(out.benchmark_close["B"], [50, 50, 50, 50, 40])
     assert out.trades.symbol.tolist() == ["A", "B"] and out.cash == 10_000
@@ -530,6 +559,8 @@ def test_zero_trades_leave_the_cash_flat() -> None:
 def test_bad_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="fill"):
         BacktestOptions(fill="noon")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="end_fill"):
+        BacktestOptions(end_fill="noon")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cash"):
         BacktestOptions(cash=0)
     bars = make_bars([FLAT_100] * 3)

@@ -2,8 +2,9 @@
 
 The BacktestOutput comes from real backtesting.py runs (SmaCross on its GOOG data), so these
 tests need no tradeloop engine. Every metric backtesting.py also reports must equal its
-value to rtol 1e-8; the metrics empyrical also computes are checked against empyrical on
-the same daily returns.
+value to rtol 1e-8 (buy & hold from the end of the indicators' warm-up, as a run reports
+it); the metrics empyrical also computes are checked against empyrical on the same daily
+returns.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from unittest.mock import patch
 
 import empyrical
 import numpy as np
@@ -20,6 +22,7 @@ import pandas as pd
 import pytest
 from backtesting import Backtest, Strategy
 from backtesting._stats import compute_stats
+from backtesting._util import _indicator_warmup_nbars
 from backtesting.lib import crossover
 from backtesting.test import EURUSD, GOOG, SMA
 from hypothesis import HealthCheck, given, settings
@@ -105,22 +108,20 @@ def in_market_from_trades(trades: Trades, n_bars: int) -> np.ndarray:
 
 
 def output_from_stats(stats: pd.Series, data: pd.DataFrame, cash: float) -> BacktestOutput:
+    """The run as a BacktestOutput, buy & hold from the run's own warm-up bar."""
     equity = stats._equity_curve["Equity"].to_numpy(dtype=float)
     trades = trades_from_backtesting(stats._trades, "GOOG", len(equity))
     return BacktestOutput(
         ts=data.index.to_numpy(dtype="datetime64[ns]"), equity=equity,
         in_market=in_market_from_trades(trades, len(equity)), trades=trades, cash=cash,
         commissions=float(stats.get("Commissions [$]", 0.0)),
-        benchmark_close={"GOOG": data["Close"].to_numpy(dtype=float)})
+        benchmark_close={"GOOG": data["Close"].to_numpy(dtype=float)},
+        benchmark_start={"GOOG": int(_indicator_warmup_nbars(stats._strategy))})
 
 
 def no_warmup_reference(stats: pd.Series, data: pd.DataFrame) -> pd.Series:
-    """backtesting.py's own compute_stats on the run, with buy & hold from the first bar.
-
-    A run reports Buy & Hold (and so Alpha) from the end of the indicators' warm-up; our
-    BacktestOutput has no warm-up, so its buy & hold starts at the first bar, which is what
-    compute_stats gives without a strategy instance. Everything else is the run's own.
-    """
+    """backtesting.py's own compute_stats on the run, with buy & hold from the first bar
+    (what compute_stats gives without a strategy instance). Everything else is the run's."""
     return compute_stats(trades=stats._trades, equity=stats._equity_curve["Equity"].to_numpy(),
                          ohlc_data=data, strategy_instance=None)
 
@@ -225,12 +226,15 @@ def test_every_metric_is_computed_on_a_real_run(goog_run) -> None:
 @pytest.mark.parametrize("run", RUNS)
 def test_equals_backtesting_run(run: str, request: pytest.FixtureRequest) -> None:
     stats, data, output = request.getfixturevalue(run)
-    ours = flat(compute_metrics(output))
-    # The run's own stats for everything but the warm-up dependent buy & hold and alpha ...
-    assert_equals_backtesting(ours, stats, skip=("buy_hold_return_pct", "alpha_pct"))
-    # ... which backtesting.py's compute_stats gives for a buy & hold from the first bar.
-    reference = no_warmup_reference(stats, data)
-    assert_equals_backtesting(ours, reference, skip=("commissions",))
+    assert output.benchmark_start["GOOG"] == SmaCross.slow - 1   # the slow SMA's first value
+    # Every stat of the run, buy & hold and alpha from the end of the warm-up included ...
+    assert_equals_backtesting(flat(compute_metrics(output)), stats)
+    # ... and without a warm-up, buy & hold from the first bar as compute_stats gives it.
+    from_first_bar = flat(compute_metrics(replace(output, benchmark_start={})))
+    assert_equals_backtesting(from_first_bar, no_warmup_reference(stats, data),
+                              skip=("commissions",))
+    assert from_first_bar["buy_hold_return_pct"] != pytest.approx(
+        stats["Buy & Hold Return [%]"], rel=1e-3)
 
 
 def test_known_values_of_the_goog_run(goog_run) -> None:
@@ -275,11 +279,12 @@ def test_hourly_bars_resample_to_days(hourly_run) -> None:
 
 
 def test_buy_hold_from_the_first_finite_close_reproduces_the_warmup(goog_run) -> None:
-    """Masking the warm-up closes reproduces the run's own Buy & Hold Return [%]."""
+    """Without a benchmark_start, buy & hold starts at the first finite close: masking the
+    warm-up closes reproduces the run's own Buy & Hold Return [%] too."""
     stats, data, output = goog_run
     close = data["Close"].to_numpy(dtype=float).copy()
     close[: SmaCross.slow - 1] = np.nan       # the slow SMA's warm-up bars
-    masked = replace(output, benchmark_close={"GOOG": close})
+    masked = replace(output, benchmark_close={"GOOG": close}, benchmark_start={})
     ours = flat(compute_metrics(masked))
     assert ours["buy_hold_return_pct"] == pytest.approx(stats["Buy & Hold Return [%]"], rel=RTOL)
 
@@ -303,6 +308,38 @@ def test_several_symbols_use_an_equal_weight_benchmark(goog_run) -> None:
         empyrical.beta(equity_lr, np.diff(np.log(value))), rel=RTOL)
 
 
+def test_buy_hold_starts_per_symbol_and_the_market_at_the_first_close(goog_run) -> None:
+    """Each symbol's buy & hold buys at its benchmark_start (cash before); beta, correlation
+    and the captures compare with the market from the first close, whatever the starts."""
+    _, data, output = goog_run
+    close = data["Close"].to_numpy(dtype=float)
+    other = close[::-1].copy()
+    starts = {"A": 29, "B": 700}
+    closes = {"A": close, "B": other}
+    ours = flat(compute_metrics(replace(output, benchmark_close=closes,
+                                        benchmark_start=starts)))
+    market = flat(compute_metrics(replace(output, benchmark_close=closes,
+                                          benchmark_start={})))
+    assert ours["buy_hold_return_pct"] == pytest.approx(
+        np.mean([(c[-1] - c[starts[k]]) / c[starts[k]] for k, c in closes.items()]) * 100,
+        rel=RTOL)
+    held = np.mean([np.r_[np.ones(starts[k]), c[starts[k]:] / c[starts[k]]]
+                    for k, c in closes.items()], axis=0)
+    assert ours["buy_hold_max_drawdown_pct"] == pytest.approx(
+        empyrical.max_drawdown(held[1:] / held[:-1] - 1) * 100, rel=RTOL)
+    assert ours["buy_hold_return_ann_pct"] == pytest.approx(
+        empyrical.annual_return(held[1:] / held[:-1] - 1) * 100, rel=RTOL)
+    assert ours["excess_return_pct"] == pytest.approx(
+        ours["return_pct"] - ours["buy_hold_return_pct"], rel=RTOL)
+    assert ours["alpha_pct"] == pytest.approx(
+        ours["return_pct"] - ours["beta"] * ours["buy_hold_return_pct"], rel=RTOL)
+    for name in ("beta", "correlation", "tracking_error_ann_pct", "information_ratio",
+                 "up_capture", "down_capture"):
+        assert ours[name] == market[name], name
+    assert ours["buy_hold_return_pct"] != pytest.approx(market["buy_hold_return_pct"],
+                                                        rel=1e-3)
+
+
 # ---------------------------------------------------------------- empyrical
 
 
@@ -312,8 +349,16 @@ def daily_returns(output: BacktestOutput) -> np.ndarray:
 
 
 def benchmark_returns(output: BacktestOutput) -> np.ndarray:
+    """The market's day-to-day returns (every bar)."""
     close = output.benchmark_close["GOOG"]
     return close[1:] / close[:-1] - 1
+
+
+def buy_hold_returns(output: BacktestOutput) -> np.ndarray:
+    """Day-to-day returns of the buy & hold: cash until the warm-up bar's close."""
+    close, start = output.benchmark_close["GOOG"], output.benchmark_start["GOOG"]
+    value = np.r_[np.ones(start), close[start:] / close[start]]
+    return value[1:] / value[:-1] - 1
 
 
 @pytest.mark.parametrize("run", ["goog_run", "weekend_run"])
@@ -321,7 +366,7 @@ def test_equals_empyrical(run: str, request: pytest.FixtureRequest) -> None:
     _, _, output = request.getfixturevalue(run)
     ours = flat(compute_metrics(output))
     ppy = ours["periods_per_year"]
-    r, b = daily_returns(output), benchmark_returns(output)
+    r, b, held = daily_returns(output), benchmark_returns(output), buy_hold_returns(output)
     ann = {"annualization": ppy}
     pairs = {
         # Geometric annual return: backtesting.py's and empyrical's definitions agree.
@@ -339,8 +384,8 @@ def test_equals_empyrical(run: str, request: pytest.FixtureRequest) -> None:
         "var_95_pct": empyrical.value_at_risk(r) * 100,
         "cvar_95_pct": empyrical.conditional_value_at_risk(r) * 100,
         "stability": empyrical.stability_of_timeseries(r),
-        "buy_hold_return_ann_pct": empyrical.annual_return(b, **ann) * 100,
-        "buy_hold_max_drawdown_pct": empyrical.max_drawdown(b) * 100,
+        "buy_hold_return_ann_pct": empyrical.annual_return(held, **ann) * 100,
+        "buy_hold_max_drawdown_pct": empyrical.max_drawdown(held) * 100,
         "information_ratio": empyrical.excess_sharpe(r, b) * math.sqrt(ppy),
         # backtesting.py's beta (cov / var of log returns) is empyrical.beta on log returns.
         "beta": empyrical.beta(np.log1p(r), np.log1p(b)),
@@ -444,9 +489,13 @@ def trades_frame(trades: Trades) -> pd.DataFrame:
 
 
 def backtesting_reference(output: BacktestOutput) -> pd.Series:
+    """compute_stats on the output, its warm-up (a run's _indicator_warmup_nbars) being the
+    output's benchmark_start."""
     data = pd.DataFrame({"Close": output.benchmark_close["X"]},
                         index=pd.DatetimeIndex(output.ts))
-    return compute_stats(trades_frame(output.trades), output.equity, data, None)
+    warmup = output.benchmark_start.get("X", 0)
+    with patch("backtesting._stats._indicator_warmup_nbars", lambda _: warmup):
+        return compute_stats(trades_frame(output.trades), output.equity, data, None)
 
 
 def assert_clean(metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -567,7 +616,8 @@ def random_outputs(draw: st.DrawFn) -> BacktestOutput:
     trades = make_trades(ts, rows) if rows else Trades.empty()
     return BacktestOutput(ts=ts, equity=equity, in_market=in_market_from_trades(trades, n),
                           trades=trades, cash=1000.0, commissions=0.0,
-                          benchmark_close={"X": close})
+                          benchmark_close={"X": close},
+                          benchmark_start={"X": draw(st.integers(0, n - 1))})
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

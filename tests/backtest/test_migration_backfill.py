@@ -1,5 +1,6 @@
 """Revision b4c1d2e3f401 indexes the symbols of runs stored before it and gives sweeps stored
-before it one point per run, so old runs and sweeps keep working after an upgrade."""
+before it one point per run, so old runs and sweeps keep working after an upgrade; revision
+d3e8f1a2b604 records how old runs closed their last trade (end_fill)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, Table, insert, select, types
+import pytest
+from sqlalchemy import MetaData, Table, insert, inspect, select, text, types
 
+from tests.conftest import fresh_postgres_database
 from tradeloop import migrate
 from tradeloop.db import create_db_engine
 
@@ -86,3 +89,72 @@ def test_upgrade_indexes_old_runs_and_gives_old_sweeps_points(tmp_path: Path) ->
     assert sweep.ranked_at is not None and sweep.id == sweep_id
     assert [(p.seq, p.run_id, p.params) for p in rows] == [
         (0, run_ids[0].hex, {"fast": 5}), (1, run_ids[1].hex, {"fast": 8})]
+
+
+END_FILL_BEFORE = "a9c3d5e7f901"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def old_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'old.db'}"
+    return fresh_postgres_database("end_fill")
+
+
+def test_upgrade_marks_old_runs_end_fill_close_and_downgrades(old_database_url: str) -> None:
+    """Runs stored before revision d3e8f1a2b604 were computed closing open trades at the last
+    close: they get end_fill "close"; new runs take the model's default, "open"."""
+    url = old_database_url
+    migrate.upgrade(url, END_FILL_BEFORE)
+    engine = create_db_engine(url)
+    meta = MetaData()
+    meta.reflect(engine)
+    users, strategies, runs = (meta.tables[name] for name in
+                               ("users", "strategies", "backtest_runs"))
+    # Reflected SQLite tables see Uuid columns as CHAR(32); PostgreSQL's as UUID.
+    sqlite = engine.dialect.name == "sqlite"
+    user_id, strategy_id, run_id = (uuid.uuid4() for _ in range(3))
+
+    def ident(value: uuid.UUID) -> Any:
+        return value.hex if sqlite else value
+
+    with engine.begin() as connection:
+        connection.execute(insert(users), [_row(users, id=ident(user_id),
+                                                email="old@example.com")])
+        connection.execute(insert(strategies), [_row(strategies, id=ident(strategy_id),
+                                                     user_id=ident(user_id))])
+        connection.execute(insert(runs), [_row(runs, id=ident(run_id), user_id=ident(user_id),
+                                               strategy_id=ident(strategy_id), cache_key="k")])
+        # A row that references the run: altering the table must not cascade-delete it.
+        connection.execute(insert(meta.tables["backtest_run_symbols"]), [_row(
+            meta.tables["backtest_run_symbols"], run_id=ident(run_id), user_id=ident(user_id),
+            symbol="AAA")])
+    engine.dispose()
+
+    migrate.upgrade(url)
+    engine = create_db_engine(url)
+    meta = MetaData()
+    meta.reflect(engine)
+    column = meta.tables["backtest_runs"].c.end_fill
+    with engine.connect() as connection:
+        stored = connection.execute(select(column)).scalars().all()
+    engine.dispose()
+    assert stored == ["close"] and not column.nullable
+    assert symbol_rows(url) == 1
+
+    migrate.downgrade(url, END_FILL_BEFORE)
+    engine = create_db_engine(url)
+    try:
+        assert "end_fill" not in {c["name"] for c in inspect(engine).get_columns("backtest_runs")}
+    finally:
+        engine.dispose()
+    assert symbol_rows(url) == 1
+
+
+def symbol_rows(url: str) -> int:
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            return len(connection.execute(text("SELECT * FROM backtest_run_symbols")).all())
+    finally:
+        engine.dispose()

@@ -15,6 +15,8 @@ from tests.llm.fake_llm_server import FakeLLMServer
 from tradeloop.db import Database
 from tradeloop.settings import Settings
 
+# Where Gemini's OpenAI-compatible endpoint lives under its host (…/v1beta/openai/).
+GEMINI_PATH_PREFIX = "/v1beta/openai/"
 VALID_LONG = {"direction": "LONG", "entry_price_low": "99.50", "entry_price_high": "100.00",
               "stop_loss": "97.00", "target_conservative": "104.00",
               "target_aggressive": "108.00", "confidence": 0.72,
@@ -44,7 +46,9 @@ def provider_settings(tmp_path: Path, server: FakeLLMServer, provider: str,
     values: dict[str, Any] = {
         "llm_provider": provider, "openai_api_key": "sk-test-openai-key-000000000000",
         "openai_api_base": server.base_url + "/v1", "anthropic_api_key": "test-anthropic-key",
-        "anthropic_api_base": server.base_url, "llm_timeout_s": 1.0, "llm_max_retries": 2,
+        "anthropic_api_base": server.base_url, "gemini_api_key": "test-gemini-key",
+        "gemini_api_base": server.base_url + GEMINI_PATH_PREFIX, "llm_timeout_s": 1.0,
+        "llm_max_retries": 2,
         "llm_deadline_s": 10.0, "llm_backoff_base_s": 0.01}
     values.update(overrides)
     return make_settings(tmp_path / "data", **values)

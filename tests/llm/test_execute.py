@@ -50,6 +50,15 @@ def add_price(db: Database, provider: str, model: str, per_in: str, per_out: str
                                output_per_million=Decimal(per_out)))
 
 
+def execute_on_fake(db: Database, user_id: uuid.UUID, server: FakeLLMServer, tmp_path: Path,
+                    provider: str, model: str) -> llm.ExecutionResult:
+    """One call of `model` through `provider`; the fake server reports 1000 tokens in, 500 out."""
+    server.queue(Scripted(text=analysis_json(), usage=(1000, 500)))
+    config = ModelConfig(provider=provider, model_name=model)
+    return llm.execute(db, provider_settings(tmp_path, server, "local"),
+                       prompt(user_id, model_config=config))
+
+
 class TestLocalAnalyst:
     def test_answers_offline_and_is_logged(self, db: Database, user_id: uuid.UUID,
                                            tmp_path: Path) -> None:
@@ -94,20 +103,29 @@ class TestCosts:
             tmp_path: Path) -> None:
         # gemini-1.5-flash is priced $0.075/M in and $0.30/M out in genai-prices; served here
         # through an OpenAI-compatible endpoint, as Gemini's is.
-        llm_server.queue(Scripted(text=analysis_json(), usage=(1000, 500)))
-        settings = provider_settings(tmp_path, llm_server, "openai")
-        config = ModelConfig(provider="openai", model_name="gemini-1.5-flash")
-        result = llm.execute(db, settings, prompt(user_id, model_config=config))
+        result = execute_on_fake(db, user_id, llm_server, tmp_path, "openai",
+                                 "gemini-1.5-flash")
         assert result.cost_usd == Decimal("0.000225")
+
+    def test_vertex_ai_runs_on_gemini_and_is_priced_as_gemini(
+            self, db: Database, user_id: uuid.UUID, llm_server: FakeLLMServer,
+            tmp_path: Path) -> None:
+        result = execute_on_fake(db, user_id, llm_server, tmp_path, "vertex_ai",
+                                 "gemini-2.5-flash")
+        assert result.success, result.error_message
+        assert (result.provider, result.model) == ("gemini", "gemini-2.5-flash")
+        # genai-prices' Google table: gemini-2.5-flash at $0.30/M in and $2.50/M out.
+        assert result.cost_usd == Decimal("0.00155")
+        row = stored(db, result.execution_id)
+        assert (row.provider, row.cost_usd) == ("gemini", Decimal("0.00155"))
+        assert llm_server.requests[0]["body"]["model"] == "gemini-2.5-flash"
 
     def test_override_wins_over_the_bundled_table(
             self, db: Database, user_id: uuid.UUID, llm_server: FakeLLMServer,
             tmp_path: Path) -> None:
         add_price(db, "openai", "gemini-1.5-flash", "1", "2")
-        llm_server.queue(Scripted(text=analysis_json(), usage=(1000, 500)))
-        config = ModelConfig(provider="openai", model_name="gemini-1.5-flash")
-        result = llm.execute(db, provider_settings(tmp_path, llm_server, "openai"),
-                             prompt(user_id, model_config=config))
+        result = execute_on_fake(db, user_id, llm_server, tmp_path, "openai",
+                                 "gemini-1.5-flash")
         assert result.cost_usd == Decimal("0.002")
 
     def test_tokens_fall_back_to_the_offline_tokenizer(
@@ -225,9 +243,9 @@ class TestTemplateStats:
             llm.execute(db, settings, prompt(user_id, template_id=template_id,
                                              template_version=version))
         with db.unit_of_work() as session:
-            stats = llm.template_stats(session, template_id)
-            only_v1 = llm.template_stats(session, template_id, version=1)
-            empty = llm.template_stats(session, uuid.uuid4())
+            stats = llm.template_stats(session, template_id, owner_id=None)
+            only_v1 = llm.template_stats(session, template_id, version=1, owner_id=None)
+            empty = llm.template_stats(session, uuid.uuid4(), owner_id=None)
         assert stats["executions"] == 3 and stats["success_rate"] == round(2 / 3, 4)
         assert stats["input_tokens"] == 3000 and stats["output_tokens"] == 300
         assert stats["total_cost_usd"] == Decimal("0.000315")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.llm.conftest import analysis_json, provider_settings
+from tests.llm.conftest import GEMINI_PATH_PREFIX, analysis_json, provider_settings
 from tests.llm.fake_llm_server import ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer, Scripted
 from tradeloop.llm.parsing import OutputError, parse_analysis
 from tradeloop.llm.providers import (
@@ -147,12 +147,35 @@ def test_anthropic_sends_system_and_key_header(llm_server: FakeLLMServer, tmp_pa
     assert sent["body"]["temperature"] == 0.2
 
 
-def test_missing_key_is_a_configuration_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "vertex_ai"])
+def test_missing_key_is_a_configuration_error(tmp_path: Path, provider: str) -> None:
     from tests.conftest import make_settings
 
     with pytest.raises(ProviderError) as failure:
-        get_provider("anthropic", make_settings(tmp_path))
+        get_provider(provider, make_settings(tmp_path))
     assert failure.value.error_type == "configuration_error"
+
+
+@pytest.mark.parametrize("provider", ["gemini", "vertex_ai"])
+def test_gemini_calls_the_configured_base_url_with_its_key(
+        llm_server: FakeLLMServer, tmp_path: Path, provider: str) -> None:
+    """Seed 001's `vertex_ai` and `gemini`: Gemini's OpenAI-compatible endpoint, GEMINI_API_KEY."""
+    llm_server.queue(Scripted(text=analysis_json(), usage=(11, 7)))
+    settings = provider_settings(tmp_path, llm_server, "openai")
+    reply = call(settings, provider)
+    assert (reply.input_tokens, reply.output_tokens) == (11, 7)
+    [sent] = llm_server.requests
+    assert sent["path"] == GEMINI_PATH_PREFIX + "chat/completions"
+    assert sent["headers"]["authorization"] == "Bearer test-gemini-key"
+    assert get_provider(provider, settings).name == "gemini"
+
+
+def test_gemini_defaults_to_googles_openai_endpoint(tmp_path: Path) -> None:
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    assert settings.gemini_api_base == \
+        "https://generativelanguage.googleapis.com/v1beta/openai/"
 
 
 def test_retry_after_headers() -> None:

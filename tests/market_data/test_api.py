@@ -106,6 +106,34 @@ class TestImport:
         assert [e["line"] for e in errors] == [6, 7, 8]
         assert stored(client, admin, "AAPL") == before
 
+    def test_ragged_csv_rows_are_refused_not_padded_or_cut(self, client: TestClient,
+                                                           admin: dict) -> None:
+        # A missing field was imported as volume 0, an extra one silently dropped.
+        lines = yahoo_csv().decode().split("\n")
+        lines[2] = lines[2].rsplit(",", 1)[0]
+        lines[4] += ",7"
+        response = upload(client, admin, "RAG", "y.csv", "\n".join(lines).encode())
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["details"]["errors"] == [
+            {"line": 3, "message": "6 fields where the header has 7"},
+            {"line": 5, "message": "8 fields where the header has 7"}]
+        assert client.get(f"{BASE}/series", params={"symbol": "RAG"},
+                          headers=admin).json()["series"] == []
+
+    def test_ragged_json_rows_are_refused(self, client: TestClient, admin: dict) -> None:
+        rows = [{"ts": d, "open": o, "high": h, "low": lo, "close": c, "volume": v}
+                for d, (o, h, lo, c, v) in zip(DATES, ROWS, strict=True)]
+        del rows[1]["volume"]
+        rows[3]["vwap"] = 181.5
+        response = client.post(BASE, json={"symbol": "RAG", "bars": rows}, headers=admin)
+        assert response.status_code == 422, response.text
+        fields = "(row 1 has ts, open, high, low, close, volume)"
+        assert response.json()["error"]["details"]["errors"] == [
+            {"line": 2, "message": f"missing field(s) volume {fields}"},
+            {"line": 4, "message": f"extra field(s) vwap {fields}"}]
+        assert client.get(f"{BASE}/series", params={"symbol": "RAG"},
+                          headers=admin).json()["series"] == []
+
     def test_only_admins_write(self, client: TestClient, alice: dict) -> None:
         response = upload(client, alice, "AAPL", "y.csv", yahoo_csv())
         assert response.status_code == 404

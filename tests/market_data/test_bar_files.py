@@ -164,6 +164,27 @@ Date,Open,High,Low,Close,Adj Close,Volume
     assert "line 3: unparseable date" in str(caught.value)
 
 
+@pytest.mark.parametrize("quote", ["", '"'])
+def test_rows_with_a_missing_or_extra_field_are_refused(quote: str) -> None:
+    text = f"""time,open,high,low,close,Volume
+2024-01-02,10,11,9,10.5,100
+
+2024-01-03,10,11,9,10.5
+2024-01-04,10,11,9,10.5,100,{quote}7{quote}
+2024-01-05,{quote}10{quote},11,9,10.5,100
+"""
+    with pytest.raises(BarFileError) as caught:
+        read_bars_file(text.encode(), filename="x.csv", timeframe="1d")
+    assert caught.value.errors == [BarRowError(4, "5 fields where the header has 6"),
+                                   BarRowError(5, "7 fields where the header has 6")]
+
+
+def test_a_quoted_comma_is_part_of_its_value() -> None:
+    text = 'time,open,high,low,close,Volume,note\n2024-01-02,10,11,9,10.5,100,"a, b"\n'
+    parsed = read_bars_file(text.encode(), filename="x.csv", timeframe="1d")
+    assert parsed.frame.close.tolist() == [10.5]
+
+
 def test_several_problems_on_one_row_are_joined() -> None:
     rows = [{"ts": "soon", "open": "x", "high": 1, "low": 2, "close": 1.5, "volume": -1}]
     with pytest.raises(BarFileError) as caught:

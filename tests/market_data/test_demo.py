@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import exchange_calendars as xcals
 import numpy as np
@@ -11,15 +11,26 @@ import pandas as pd
 import pytest
 
 from tradeloop.market_data.bar_files import BAR_COLUMNS, parse_bar_rows
-from tradeloop.market_data.demo import DEMO_SYMBOLS, DemoSeries, generate_demo_universe
+from tradeloop.market_data.demo import (
+    DEMO_SYMBOLS,
+    DemoSeries,
+    generate_demo_universe,
+    last_completed_day,
+)
 
 EQUITIES = [symbol for symbol in DEMO_SYMBOLS if symbol != "BTCUSD"]
 Universe = dict[tuple[str, str], pd.DataFrame]
+# The fixed end most tests use; the default end (the last completed day) is tested apart.
+END = date(2025, 12, 31)
+
+
+def frames(universe: list[DemoSeries]) -> Universe:
+    return {(s.symbol, s.timeframe): s.frame for s in universe}
 
 
 @pytest.fixture(scope="module")
 def universe() -> Universe:
-    return {(s.symbol, s.timeframe): s.frame for s in generate_demo_universe()}
+    return frames(generate_demo_universe(end=END))
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +40,7 @@ def nyse_sessions() -> pd.DatetimeIndex:
 
 
 def test_same_seed_gives_identical_frames() -> None:
-    first, second = generate_demo_universe(7), generate_demo_universe(7)
+    first, second = generate_demo_universe(7, end=END), generate_demo_universe(7, end=END)
     assert [(s.symbol, s.timeframe) for s in first] == [(s.symbol, s.timeframe) for s in second]
     for a, b in zip(first, second, strict=True):
         pd.testing.assert_frame_equal(a.frame, b.frame, check_exact=True)
@@ -38,7 +49,8 @@ def test_same_seed_gives_identical_frames() -> None:
 
 
 def test_different_seeds_give_different_frames() -> None:
-    for a, b in zip(generate_demo_universe(1), generate_demo_universe(2), strict=True):
+    for a, b in zip(generate_demo_universe(1, end=END), generate_demo_universe(2, end=END),
+                    strict=True):
         assert not a.frame.equals(b.frame)
         assert a.frame.ts.equals(b.frame.ts)  # the calendar is the same, the prices are not
 
@@ -145,7 +157,7 @@ def test_intraday_bars_follow_the_daily_path(universe: Universe) -> None:
 
 
 def test_demo_frames_pass_the_import_validation() -> None:
-    for series in generate_demo_universe(3):
+    for series in generate_demo_universe(3, end=END):
         assert_valid(series)
 
 
@@ -163,3 +175,37 @@ def test_other_end_dates_and_speed() -> None:
     daily = {s.symbol: s.frame for s in universe if s.timeframe == "1d"}
     assert daily["ACME"].ts.iloc[-1] == pd.Timestamp("2024-06-28", tz="UTC")  # a Friday
     assert daily["BTCUSD"].ts.iloc[-1] == pd.Timestamp("2024-06-30", tz="UTC")
+
+
+def test_by_default_it_runs_through_the_last_completed_day() -> None:
+    """Issue 13: the universe ended on 2025-12-31, so a new install's bars were stale."""
+    assert last_completed_day(date(2026, 12, 7)) == date(2026, 12, 6)
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    today = frames(generate_demo_universe())
+    assert today[("BTCUSD", "1d")].ts.iloc[-1] == pd.Timestamp(yesterday, tz="UTC")
+    assert today[("BTCUSD", "5m")].ts.iloc[-1] == pd.Timestamp(yesterday, tz="UTC") + \
+        pd.Timedelta(hours=23, minutes=55)
+    calendar = xcals.get_calendar("XNYS")
+    last_session = calendar.date_to_session(pd.Timestamp(yesterday), direction="previous")
+    for symbol in EQUITIES:
+        assert today[(symbol, "1d")].ts.iloc[-1] == pd.Timestamp(last_session, tz="UTC")
+    assert today[("ACME", "5m")].ts.iloc[-1] == \
+        calendar.session_close(last_session) - pd.Timedelta(minutes=5)
+    again = frames(generate_demo_universe())  # same day, same bars
+    for key, frame in today.items():
+        pd.testing.assert_frame_equal(frame, again[key], check_exact=True)
+
+
+def test_a_later_end_appends_and_never_changes_a_bar() -> None:
+    """Extending the demo universe day by day keeps its history: a stored demo series only
+    grows, and a backtest over past dates gives the same answer tomorrow."""
+    earlier = frames(generate_demo_universe(5, end=date(2025, 11, 20)))
+    later = frames(generate_demo_universe(5, end=date(2025, 12, 31)))
+    for key, frame in earlier.items():
+        shared = later[key][later[key].ts.isin(frame.ts)].reset_index(drop=True)
+        if key[1] == "1d":
+            assert len(shared) == len(frame) and len(later[key]) > len(frame)
+        else:  # the 5m window moved on: the days in both windows are the same bars
+            assert len(shared) > 0.3 * len(frame)
+        pd.testing.assert_frame_equal(
+            frame[frame.ts.isin(shared.ts)].reset_index(drop=True), shared, check_exact=True)

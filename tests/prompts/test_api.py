@@ -322,17 +322,23 @@ class TestValidateAndRender:
         assert both.status_code == 422
 
 
+# Seed 001's own request bodies (its "Test 2" create and "Test 4" test), value for value.
+SEED_001_MODEL = {"provider": "vertex_ai", "model_name": "gemini-2.5-flash", "temperature": 0.7}
+SEED_001_CREATE = {"name": "test_template_v1", "version": "1.0.0",
+                   "template_text": "You are a helpful assistant. User query: {{query}}",
+                   "variables": ["query"], "is_active": True, "model_config": SEED_001_MODEL}
+SEED_001_TEST = {"template_text": "Explain {{topic}} to a {{grade_level}} grader",
+                 "variables": {"topic": "photosynthesis", "grade_level": "5th"},
+                 "model_config": SEED_001_MODEL}
+
+
 class TestAdminApi:
     ADMIN = "/api/v1/admin/prompts"
 
     def test_seed_001_shapes(self, client: TestClient, admin: dict) -> None:
+        """Seed 001's create body, provider vertex_ai included (issue 13: it answered 422)."""
         assert client.get(self.ADMIN, headers=admin).json() == {"templates": [], "total": 0}
-        created = client.post(self.ADMIN, json={
-            "name": "test_template_v1", "version": "1.0.0",
-            "template_text": "You are a helpful assistant. User query: {{query}}",
-            "variables": ["query"], "is_active": True,
-            "model_config": {"provider": "local", "model_name": "rules",
-                             "temperature": 0.7}}, headers=admin)
+        created = client.post(self.ADMIN, json=SEED_001_CREATE, headers=admin)
         assert created.status_code == 201, created.text
         template = created.json()
         assert template["variables"] == [{"name": "query", "type": "any", "description": "",
@@ -340,10 +346,20 @@ class TestAdminApi:
         listed = client.get(self.ADMIN, headers=admin).json()
         assert listed["total"] == 1 and listed["templates"][0]["id"] == template["id"]
         got = client.get(f"{self.ADMIN}/{template['id']}", headers=admin).json()
-        assert got["model_config"]["temperature"] == 0.7
+        assert got["model_config"] == {**SEED_001_MODEL, "max_tokens": None}
         updated = client.put(f"{self.ADMIN}/{template['id']}", json={
             "template_text": "Answer: {{query}}", "is_active": False}, headers=admin).json()
         assert updated["version"] == 2 and updated["is_active"] is False
+
+    def test_seed_001_test_body_and_unknown_providers(self, client: TestClient,
+                                                      admin: dict) -> None:
+        tested = client.post(f"{self.ADMIN}/test", json=SEED_001_TEST, headers=admin)
+        assert tested.status_code == 200, tested.text
+        assert tested.json()["rendered"] == "Explain photosynthesis to a 5th grader"
+        unknown = client.post(self.ADMIN, json={
+            "name": "t", "template_text": "x", "model_config": {"provider": "bard"}},
+            headers=admin)
+        assert unknown.status_code == 422 and "provider" in unknown.text
 
     def test_admin_api_is_hidden_from_users(self, client: TestClient, alice: dict,
                                             admin: dict) -> None:

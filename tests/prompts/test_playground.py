@@ -120,3 +120,36 @@ def test_stats_of_foreign_templates_are_404(client: TestClient, alice: dict, bob
                        headers=bob).status_code == 404
     own = client.get(f"{BASE}/{template_id}/stats", headers=alice).json()
     assert own["executions"] == 0 and own["success_rate"] is None
+
+
+def test_usage_and_stats_of_a_global_template_count_the_callers_executions(
+        client: TestClient, alice: dict, bob: dict, admin: dict, daily: dict,
+        variables: dict) -> None:
+    """Issue 13: a global template's usage, /stats and /performance counted every user's
+    executions for every reader."""
+    for headers in (alice, alice, bob):
+        executed = client.post(f"{BASE}/test", json={
+            "template_id": daily["id"], "variables": variables, "model_config": LOCAL,
+            "execute": True}, headers=headers).json()
+        assert executed["executed"] and executed["success"], executed
+    url = f"{BASE}/{daily['id']}"
+
+    def counts(headers: dict, **params: str) -> tuple[int, int, int]:
+        stats = client.get(f"{url}/stats", headers=headers, params=params)
+        performance = client.get(f"{url}/performance", headers=headers, params=params)
+        assert stats.status_code == performance.status_code == 200, stats.text
+        return (client.get(url, headers=headers).json()["usage"]["executions"],
+                stats.json()["executions"], performance.json()["overall"]["executions"])
+
+    assert counts(alice) == (2, 2, 2)
+    assert counts(bob) == (1, 1, 1)
+    listed = client.get(f"{BASE}/", params={"type": "analysis", "timeframe": "daily"},
+                        headers=bob).json()["templates"]
+    assert {t["id"]: t["usage"]["executions"] for t in listed}[daily["id"]] == 1
+    assert counts(admin) == (0, 0, 0)  # an admin's own executions unless asking for all
+    assert counts(admin, scope="all")[1:] == (3, 3)
+    admin_view = client.get(f"/api/v1/admin/prompts/{daily['id']}", headers=admin).json()
+    assert admin_view["usage"]["executions"] == 3  # the admin API shows every user's
+    for path in ("stats", "performance"):
+        assert client.get(f"{url}/{path}", params={"scope": "all"},
+                          headers=alice).status_code == 403

@@ -142,7 +142,7 @@ class TestSignalsListing:
         assert bad.status_code == 422
         one = signals_client.get(f"/api/v1/signals/{ids[0]}", headers=alice).json()
         assert one["symbol"] == "SPY" and one["idempotency_key"] == "id:s0"
-        assert one["price"] == "487.12000000" and one["metadata"]["score"] == 85
+        assert one["price"] == "487.12" and one["metadata"]["score"] == 85
         assert one["outcome"] is None and one["prompt_template_id"] is None
 
     def test_processing_errors_listing(self, signals_client: TestClient, alice: dict) -> None:

@@ -67,7 +67,7 @@ def test_hit_rate_and_invalidation_by_new_gex_and_new_bars(db: Database,
 
     store_gex(db, owner, MONDAY - timedelta(hours=1))  # new GEX: the entry is outdated
     with_gex = signal("EXIT")
-    assert decision_of(db, with_gex).inputs["context"]["gex"]["call_wall"] == "101.00000000"
+    assert decision_of(db, with_gex).inputs["context"]["gex"]["call_wall"] == "101"
     signal("LONG")
     assert hits(db, owner)[3:] == [False, True]
     assert config.contexts.stats.invalidated == 1

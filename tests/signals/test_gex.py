@@ -153,7 +153,7 @@ class TestDecision:
         assert refused.reasons[0].startswith("gex_gate: positive gamma")
         recorded = refused.inputs["gex_regime"]
         assert (recorded["gamma"], recorded["near_call_wall"]) == ("positive", True)
-        assert recorded["call_wall"] == "101.00000000"
+        assert recorded["call_wall"] == "101"
         assert refused.inputs["gates"]["gex"]["behaviour"] == "dampened"
         assert not refused.degraded
         below = decision_of(db, send(db, owner, "LONG", price=98.0,
@@ -202,5 +202,5 @@ class TestDecision:
         store_gex(db, owner, MONDAY - timedelta(hours=2), call_wall="101")
         store_gex(db, owner, MONDAY + timedelta(hours=2), call_wall="150")
         decision = decision_of(db, send(db, owner, "LONG", price=100.6))
-        assert decision.inputs["context"]["gex"]["call_wall"] == "101.00000000"
+        assert decision.inputs["context"]["gex"]["call_wall"] == "101"
         assert decision.action == "REJECT"

@@ -14,12 +14,13 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from tests.conftest import make_settings
+from tests.conftest import make_settings, store_bars
 from tests.signals.conftest import build_app, post_signed, signal_body, user_id
 from tests.signals.test_gex import gex_body
 from tests.signals.test_processing import MONDAY, SUNDAY, send
 from tradeloop.db import Database
 from tradeloop.market_data.calendar import MarketCalendar
+from tradeloop.seeding import seed_demo
 from tradeloop.signals import flows
 from tradeloop.signals.context_cache import ContextCache
 
@@ -55,7 +56,8 @@ def test_health_and_metrics_have_the_seed_shapes(signals_client: TestClient,
         assert response.status_code == 200
         one = response.json()
         assert set(one) == SEED_HEALTH_KEYS and set(one["components"]) == {name}
-    context = signals_client.get("/health/context").json()["components"]["context"]
+    context = signals_client.get("/health/context",
+                                 headers=admin).json()["components"]["context"]
     assert {"cache_hit_rate", "degraded_reasons", "cache_ttl_s", "process_cache"} <= set(context)
 
     metrics = signals_client.get("/metrics", headers=admin).json()
@@ -80,7 +82,7 @@ def test_degraded_mode_is_visible_when_the_gex_source_is_stale(
     posted = signals_client.post("/api/v1/gex", headers=admin,
                                  json=gex_body(symbol="BTCUSD", as_of=two_days_ago))
     assert posted.status_code == 201
-    gex = signals_client.get("/health/gex")
+    gex = signals_client.get("/health/gex", headers=admin)
     assert gex.status_code == 200  # degraded still serves
     body = gex.json()
     assert (body["healthy"], body["status"]) == (True, "degraded")
@@ -98,7 +100,8 @@ def test_degraded_mode_is_visible_when_the_gex_source_is_stale(
                                     headers=admin).json()["decisions"]
     assert decision["action"] == "ENTER" and decision["degraded"] is True
     assert "gex_stale" in {r["kind"] for r in decision["inputs"]["degraded_reasons"]}
-    context = signals_client.get("/health/context").json()["components"]["context"]
+    context = signals_client.get("/health/context",
+                                 headers=admin).json()["components"]["context"]
     assert context["status"] == "degraded"
     assert context["degraded_reasons"]["gex_stale"] == 1
     assert context["degraded_decisions"] == 1
@@ -108,14 +111,55 @@ def test_degraded_mode_is_visible_when_the_gex_source_is_stale(
     assert signals_client.get("/health/gex").json()["status"] == "healthy"
 
 
+def first_decision(client: TestClient, headers: dict, signal_id: str) -> dict[str, Any]:
+    [decision] = client.get(f"/api/v1/decisions?signal_id={signal_id}",
+                            headers=headers).json()["decisions"]
+    return decision
+
+
+def test_a_fresh_install_is_healthy_after_its_first_webhooks(
+        db: Database, signals_client: TestClient, admin: dict) -> None:
+    """Issue 13: after `seed --demo` the first webhook made /health degraded (bars_stale):
+    the demo universe ended on 2025-12-31. It now runs through the last completed day."""
+    with db.unit_of_work() as session:
+        seed_demo(session=session)
+    sent = {symbol: post_signed(signals_client, signal_body(symbol=symbol, id=symbol)).json()
+            for symbol in ("ACME", "BTCUSD")}
+    assert {answer["status"] for answer in sent.values()} == {"ACCEPTED"}
+    process_queue(db)
+    for symbol, answer in sent.items():
+        decision = first_decision(signals_client, admin, answer["signal_id"])
+        assert decision["degraded"] is False, decision["inputs"]["degraded_reasons"]
+        bar_time = datetime.fromisoformat(decision["inputs"]["context"]["bar_time"])
+        assert datetime.now(UTC) - bar_time < timedelta(days=5), symbol  # current demo bars
+    health = signals_client.get("/health", headers=admin).json()
+    assert (health["status"], health["message"]) == ("healthy", "All systems operational")
+
+
+def test_stale_real_bars_still_degrade_health(db: Database, signals_client: TestClient,
+                                              admin: dict) -> None:
+    """Real bars that stopped coming are a feed problem, also where they replaced demo bars."""
+    with db.unit_of_work() as session:
+        seed_demo(session=session)
+    store_bars(db, "GLOBX")  # real daily bars of 2020: they replace the synthetic ones
+    answer = post_signed(signals_client, signal_body(symbol="GLOBX", timeframe="1d")).json()
+    process_queue(db)
+    decision = first_decision(signals_client, admin, answer["signal_id"])
+    assert [r["kind"] for r in decision["inputs"]["degraded_reasons"]] == ["bars_stale"]
+    health = signals_client.get("/health", headers=admin).json()
+    assert (health["status"], health["message"]) == ("degraded", "Degraded mode: context")
+    assert health["components"]["context"]["degraded_reasons"] == {"bars_stale": 1}
+
+
 def test_context_health_reports_the_hit_rate(db: Database, signals_client: TestClient,
-                                             alice: dict) -> None:
+                                             alice: dict, admin: dict) -> None:
     owner = user_id(db, "alice@example.com")
     config = flows.ProcessingConfig(MarketCalendar(), True, ContextCache())
     for minute, direction in enumerate(["LONG", "EXIT", "LONG", "EXIT"]):
         send(db, owner, direction, symbol="BTCUSD", price=60000.0,
              at=datetime.now(UTC) - timedelta(minutes=10 - minute), config=config)
-    context = signals_client.get("/health/context").json()["components"]["context"]
+    context = signals_client.get("/health/context",
+                                 headers=admin).json()["components"]["context"]
     assert context["decisions"] == 4
     assert context["cache_hit_rate"] == 0.75  # one miss, then three hits
     assert context["process_cache"]["hits"] >= 3
@@ -155,6 +199,29 @@ def test_each_user_sees_their_own_numbers(signals_client: TestClient, traded: di
     for path in ("/metrics", "/metrics/signals", "/metrics/positions", "/metrics/latency",
                  "/metrics/prometheus"):
         assert signals_client.get(path).status_code == 401
+
+
+def test_every_metrics_endpoint_splits_by_user(signals_client: TestClient, traded: dict,
+                                               alice: dict, bob: dict, admin: dict) -> None:
+    """Each user's figures add up to the admin's system-wide ones; neither sees the other's."""
+    figures = {
+        "/metrics": lambda b: (b["signals"]["totalSignals"], b["positions"]["openPositions"],
+                               b["latency"]["decision"]["count"], b["context"]["decisions"]),
+        "/metrics/signals": lambda b: (b["totalSignals"], b["acceptedSignals"],
+                                       b["rejectedSignals"]),
+        "/metrics/positions": lambda b: (b["openPositions"], b["closedPositions"]),
+        "/metrics/latency": lambda b: tuple(b[stage]["count"] for stage in sorted(STAGES)),
+    }
+    for path, read in figures.items():
+        mine, theirs, everyone = (
+            read(signals_client.get(path, headers=headers, params=params).json())
+            for headers, params in ((alice, {}), (bob, {}), (admin, {"scope": "all"})))
+        assert tuple(a + b for a, b in zip(mine, theirs, strict=True)) == everyone, path
+        assert mine != everyone and theirs != everyone, path
+    for headers in ({}, alice, bob):
+        for component in signals_client.get("/health", headers=headers).json()[
+                "components"].values():
+            assert set(component) == {"healthy", "status", "message", "latency_ms"}
 
 
 def test_latency_percentiles_per_stage(db: Database, signals_client: TestClient,

@@ -139,6 +139,35 @@ class TestValidation:
         assert row_counts(db) == (0, 2)
         assert all("\x00" not in e.message for e in stored_errors(db))
 
+    @pytest.mark.parametrize("price", [1e-9, "4890.123456789", "0.000000001"])
+    def test_a_price_the_column_cannot_hold_is_422_not_rounded(
+            self, signals_client: TestClient, admin: dict, db: Database,
+            price: object) -> None:
+        # Rounded to the column's 8 decimals, 1e-9 was stored as 0E-8: "no price".
+        response = post_signed(signals_client, signal_body(price=price))
+        assert response.status_code == 422, response.text
+        [field] = response.json()["error"]["details"]["fields"]
+        assert field["field"] == "price" and "8 decimal places" in field["message"]
+        assert row_counts(db) == (0, 1)
+
+    @pytest.mark.parametrize("number", ["1e400", "-1e400"])
+    def test_a_non_finite_metadata_number_is_422_not_stored_as_null(
+            self, signals_client: TestClient, admin: dict, db: Database, number: str) -> None:
+        raw = json.dumps(signal_body(metadata={"x": 0})).replace('{"x": 0}',
+                                                                 f'{{"x": {number}}}')
+        response = post_signed(signals_client, raw)
+        assert response.status_code == 422, response.text
+        [field] = response.json()["error"]["details"]["fields"]
+        assert field["field"] == "metadata" and "metadata.x must be a finite number" in \
+            field["message"]
+        assert row_counts(db) == (0, 1)
+
+    def test_the_smallest_price_is_kept_and_answered_in_plain_notation(
+            self, signals_client: TestClient, admin: dict, db: Database) -> None:
+        assert post_signed(signals_client, signal_body(price="0.00000001")).status_code == 200
+        [signal] = signals_client.get("/api/v1/signals", headers=admin).json()["signals"]
+        assert signal["price"] == "0.00000001"  # str(Decimal) would say "1E-8"
+
     @pytest.mark.parametrize("raw", [b"[]", b"42", b'"text"', b"NaN", b"\xff\xfe",
                                      b'{"a":' * 40 + b"1" + b"}" * 40])
     def test_bodies_that_are_not_an_object(self, raw: bytes) -> None:
@@ -392,9 +421,9 @@ class TestNormalisation:
 
     def test_symbol_price_and_metadata(self) -> None:
         signal_in = WebhookSignalIn.model_validate(signal_body(
-            symbol=" es1! ", price="4890.123456789", metadata={"note": "x"}))
+            symbol=" es1! ", price="4890.12345678", metadata={"note": "x"}))
         assert signal_in.symbol == "ES1!"
-        assert signal_in.price == Decimal("4890.12345679")
+        assert signal_in.price == Decimal("4890.12345678")
         assert signal_in.metadata.score is None
 
     def test_stored_direction_over_http(self, signals_client: TestClient, admin: dict,

@@ -9,6 +9,7 @@ import pytest
 
 from tradeloop.strategies.compiler import compile_strategy
 from tradeloop.strategies.definition import (
+    MAX_CALLS,
     MAX_DEFINITION_CHARS,
     StrategyDefinitionError,
     parse_definition,
@@ -191,3 +192,133 @@ class TestCompile:
             self.bars([float(x) for x in range(1, 60)]))
         assert not signals.entry_short.any() and not signals.exit_short.any()
         assert signals.entry_long.dtype == bool
+
+
+def first_error(text: str) -> tuple[int, int, str]:
+    errors = errors_of(text)
+    assert errors, text
+    return errors[0]
+
+
+def rule(expression: str) -> str:
+    return HEADER + f'entry:\n  long: "{expression}"\n'
+
+
+class TestNumberLimits:
+    @pytest.mark.parametrize("number", ["0", "1e15", "-1e15", "1e-15", "0.000000000000001",
+                                        "999999999999999", "0.0", "1_000", "0x1F"])
+    def test_numbers_within_the_limits_are_taken(self, number: str) -> None:
+        assert errors_of(rule(f"close > {number}")) == []
+
+    @pytest.mark.parametrize(("number", "fragment"), [
+        ("1e400", "too large"), ("1e16", "too large"), ("-1e16", "too large"),
+        ("9" * 990, "too large"), ("1e-16", "too small"), ("1e-400", "too small"),
+        ("0.0000000000000001", "too small"),
+    ])
+    def test_literals_out_of_range_are_refused_at_their_column(self, number: str,
+                                                               fragment: str) -> None:
+        line, column, message = only_error(rule(f"close > {number}"))
+        assert (line, column) == (4, 18 + number.startswith("-")) and fragment in message
+
+    def test_a_huge_period_is_refused_not_raised(self) -> None:
+        line, column, message = only_error(HEADER + "entry: {long: close > sma(close, 1e400)}\n")
+        assert (line, column) == (3, 34) and "too large" in message
+
+    @pytest.mark.parametrize(("value", "fragment"), [
+        ("9" * 4000, "too large"), ("9" * 5000, "too large"), ("1.0e+400", "too large"),
+        ("1.0e+16", "too large"), ("1.0e-400", "too small"), (".inf", "finite"),
+        ("-.inf", "finite"), (".nan", "finite"), ("abc", "must be a number"),
+    ])
+    def test_params_out_of_range_are_refused_at_their_value(self, value: str,
+                                                            fragment: str) -> None:
+        line, column, message = first_error(HEADER + f"params: {{n: {value}}}\n"
+                                            "entry: {long: close > n}\n")
+        assert (line, column) == (3, 13)
+        assert message.startswith("param 'n' ") and fragment in message
+
+    def test_risk_values_of_thousands_of_digits_are_refused(self) -> None:
+        line, _, message = only_error(HEADER + "entry: {long: true}\n"
+                                      f"risk: {{stop_loss_pct: {'9' * 5000}}}\n")
+        assert line == 4 and "risk.stop_loss_pct is too large" in message
+
+
+class TestFunctionArguments:
+    @pytest.mark.parametrize(("expression", "fragment"), [
+        ("macd(close, 26, 12) > 0", "fast < slow"),
+        ("macd_signal(close, 26, 12, 9) > 0", "fast < slow"),
+        ("crossover(1, 2)", "at least one argument must be a series"),
+        ("min(1, 2) > 0", "at least one argument must be a series"),
+        ("sma(close, 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 "
+         "* 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15) > 1",
+         "whole number from 1 to 100000, got inf"),
+        ("sma(close, 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * "
+         "1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 - 1e15 * "
+         "1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 "
+         "* 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15) > 1", "got nan"),
+        ("sma(close, 100001) > 1", "whole number from 1 to 100000"),
+        ("bbands_upper(close, 20, 0) > 1", "k must be above 0"),
+    ])
+    def test_what_a_function_would_refuse_is_refused_at_validation(
+            self, expression: str, fragment: str) -> None:
+        line, column, message = first_error(rule(expression))
+        assert line == 4 and column >= 9 and fragment in message
+
+    def test_a_refused_param_override_is_an_error_not_an_exception(self) -> None:
+        definition = parse_definition(SMA_CROSS)
+        for value, fragment in ((float("inf"), "finite"), (float("nan"), "finite"),
+                                (10 ** 4000, "too large"), (1e16, "too large")):
+            with pytest.raises(StrategyDefinitionError, match=f"param 'fast' .*{fragment}"):
+                compile_strategy(definition, {"fast": value})
+
+
+class TestNestingLimits:
+    @pytest.mark.parametrize("text", [
+        "[" * 3000 + "]" * 3000, "{a: " * 3000 + "1" + "}" * 3000, "- " * 3000 + "x",
+        HEADER + "description: " + "[" * 11 + "]" * 11 + "\n",
+        "".join(f"{'  ' * i}a{i}:\n" for i in range(12)) + "  " * 12 + "x\n",
+    ])
+    def test_yaml_deeper_than_the_limit_is_refused_before_it_is_composed(
+            self, text: str) -> None:
+        started = time.perf_counter()
+        _, _, message = only_error(text)
+        assert "nested deeper than 10 levels" in message
+        assert time.perf_counter() - started < 0.05
+
+    def test_yaml_at_the_limit_is_read(self) -> None:
+        message = only_error(HEADER + "description: " + "[" * 9 + "]" * 9 + "\n"
+                             "entry: {long: true}\n")[2]
+        assert message == "description must be text"
+
+    @pytest.mark.parametrize("depth", [33, 100, 199, 1000])
+    def test_parentheses_deeper_than_the_limit_are_refused(self, depth: int) -> None:
+        expression = "(" * depth + "close" + ")" * depth + " > 1"
+        _, _, message = only_error(rule(expression))
+        assert "nested deeper than 32 levels" in message or "longer than" in message
+
+    def test_parentheses_at_the_limit_are_taken(self) -> None:
+        assert errors_of(rule("(" * 32 + "close" + ")" * 32 + " > 1")) == []
+
+
+class TestEvaluationNeverRaises:
+    @pytest.mark.parametrize("expression", [
+        "close > 1 / 0", "close > 0 / 0", "close / 0 > 1",
+        "crossover(close, 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 "
+        "* 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15 * 1e15)",
+        "min(close, 1 / 0) > max(1 / 0 - 1 / 0, low)",
+        "sma(close, 100000) > wma(close, 100000)",
+    ])
+    def test_valid_expressions_evaluate_on_any_bars(self, expression: str) -> None:
+        compiled = compile_strategy(parse_definition(rule(expression)))
+        for closes in ([1.0], [1.0, 2.0], [float(x) for x in range(1, 50)]):
+            signals = compiled.evaluate(TestCompile().bars(closes))
+            assert signals.entry_long.dtype == bool and len(signals.entry_long) == len(closes)
+
+
+def test_function_calls_are_bounded_over_the_whole_definition() -> None:
+    indicators = "".join(f"  i{i}: sma(close, {i + 2}) + ema(close, {i + 2})\n"
+                         for i in range(MAX_CALLS // 2))
+    text = HEADER + "indicators:\n" + indicators + "entry:\n  long: rsi(close) > 50\n"
+    line, column, message = only_error(text)
+    assert (line, column) == (5 + MAX_CALLS // 2, 9)
+    assert f"entry.long: more than {MAX_CALLS} function calls" in message
+    assert errors_of(text.replace("rsi(close) > 50", "close > 50")) == []

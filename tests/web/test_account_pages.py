@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from tests.accounts.test_api import create_user
 from tests.conftest import TEST_PASSWORD
 from tradeloop.accounts.dependencies import SESSION_COOKIE
+from tradeloop.csrf import CSRF_FIELD
 from tradeloop.db import Database
-from tradeloop.web.csrf import CSRF_FIELD
 
 
 def csrf_from(page: str) -> str:
@@ -51,7 +51,8 @@ def test_form_without_csrf_token_is_refused(client: TestClient, db: Database) ->
     response = client.post("/users/log_in", data={"user[email]": "csrf@example.com",
                                                   "user[password]": TEST_PASSWORD},
                            follow_redirects=False)
-    assert response.status_code == 400
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "csrf_failed"
     assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
 
 

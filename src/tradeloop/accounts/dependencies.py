@@ -1,16 +1,19 @@
-"""Who is calling: bearer API tokens or the session cookie, as `CurrentUser` / `AdminUser`."""
+"""Who is calling: bearer API tokens or the session cookie, as `CurrentUser` / `AdminUser`;
+and whose rows an aggregate (metrics, statistics, health figures) may count for them."""
 
 from __future__ import annotations
 
+import hmac
+import uuid
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from tradeloop.accounts import service
 from tradeloop.accounts.models import TokenContext, User, UserToken
 from tradeloop.deps import RateLimiterDep, SessionDep, SettingsDep, client_address
-from tradeloop.errors import NotFoundError, UnauthorizedError, answers
+from tradeloop.errors import ForbiddenError, NotFoundError, UnauthorizedError, answers
 
 SESSION_COOKIE = "tradeloop_session"
 
@@ -65,7 +68,73 @@ def limit_auth_attempts(request: Request, limiter: RateLimiterDep, settings: Set
     limiter.hit(settings.auth_rate_limit, "auth", request.url.path, client_address(request))
 
 
+# --- aggregates: a user's own rows; every user's only for admins and the METRICS_TOKEN --------
+
+@dataclass(frozen=True)
+class AggregateScope:
+    """Whose rows an aggregate counts: one user's, or every user's (`owner_id` None)."""
+
+    owner_id: uuid.UUID | None
+    system: bool  # an admin or the METRICS_TOKEN: may see system-wide figures
+
+    @property
+    def label(self) -> Literal["user", "all"]:
+        return "all" if self.owner_id is None else "user"
+
+
+ScopeQuery = Annotated[Literal["me", "all"] | None, Query(
+    description="me: your own rows (the default); all: every user's (admins only; the "
+                "METRICS_TOKEN always counts every user's)")]
+
+
+def holds_metrics_token(request: Request, settings: SettingsDep) -> bool:
+    """True when the bearer token is the configured METRICS_TOKEN (a scraper, not a user)."""
+    raw = bearer_token(request)
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    return bool(raw and token and hmac.compare_digest(raw.encode(), token.encode()))
+
+
+@answers(401)
+def aggregate_caller(request: Request, session: SessionDep,
+                     settings: SettingsDep) -> AggregateScope:
+    """The METRICS_TOKEN (every user's rows) or a signed-in user (their own); 401 else."""
+    if holds_metrics_token(request, settings):
+        return AggregateScope(None, system=True)
+    auth = optional_auth(request, session)
+    if auth is None:
+        raise UnauthorizedError("Aggregates need 'Authorization: Bearer <API token or "
+                                "METRICS_TOKEN>' or a signed-in session")
+    return AggregateScope(auth.user.id, system=bool(auth.user.is_admin))
+
+
+@answers(403)
+def aggregate_scope(caller: Annotated[AggregateScope, Depends(aggregate_caller)],
+                    scope: ScopeQuery = None) -> AggregateScope:
+    """The rows an aggregate counts for the caller (see `_widened`)."""
+    return _widened(caller, scope)
+
+
+@answers(403)
+def user_aggregate_scope(user: Annotated[User, Depends(require_user)],
+                         scope: ScopeQuery = None) -> AggregateScope:
+    """The same for endpoints that need a user (the METRICS_TOKEN is not one)."""
+    return _widened(AggregateScope(user.id, system=bool(user.is_admin)), scope)
+
+
+def _widened(caller: AggregateScope, scope: Literal["me", "all"] | None) -> AggregateScope:
+    """The caller's own rows, or every user's when an admin asks `scope=all` (403 for
+    anyone else asking)."""
+    if caller.owner_id is None or scope != "all":
+        return caller
+    if not caller.system:
+        raise ForbiddenError("scope=all counts every user's rows: it needs an admin account")
+    return AggregateScope(None, system=True)
+
+
 AuthDep = Annotated[Authenticated, Depends(require_auth)]
 CurrentUser = Annotated[User, Depends(require_user)]
 AdminUser = Annotated[User, Depends(require_admin)]
 AuthRateLimit = Depends(limit_auth_attempts)
+AggregateCaller = Annotated[AggregateScope, Depends(aggregate_caller)]
+AggregateScopeDep = Annotated[AggregateScope, Depends(aggregate_scope)]
+UserAggregateScope = Annotated[AggregateScope, Depends(user_aggregate_scope)]

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import JSONResponse
 
-from tradeloop.accounts.dependencies import CurrentUser
+from tradeloop.accounts.dependencies import AggregateScopeDep, CurrentUser
 from tradeloop.backtest import service, sweeps
 from tradeloop.backtest.engine import BacktestOptions
 from tradeloop.backtest.models import BacktestRun
@@ -31,6 +31,7 @@ from tradeloop.backtest.schemas import (
 from tradeloop.deps import SessionDep, SettingsDep
 from tradeloop.errors import error_responses
 from tradeloop.market_data.service import utc_datetime
+from tradeloop.schema_types import Limit, Offset
 
 router = APIRouter(tags=["backtests"])
 PREFIX = "/api/v1/backtest"
@@ -75,8 +76,8 @@ def run_detail(session: SessionDep, run: BacktestRun, *, cached: bool = False) -
 
 @router.get(f"{PREFIX}/results")
 def list_results(user: CurrentUser, session: SessionDep,
-                 limit: Annotated[int, Query(ge=1, le=500)] = 20,
-                 offset: Annotated[int, Query(ge=0)] = 0,
+                 limit: Limit = 20,
+                 offset: Offset = 0,
                  before: Annotated[str | None, Query(
                      max_length=200, description="next_cursor of the previous page")] = None,
                  strategy_id: uuid.UUID | None = None, symbol: str | None = None,
@@ -103,7 +104,7 @@ def get_result(run_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Run
 @router.get(f"{PREFIX}/results/{{run_id}}/trades")
 def get_trades(run_id: uuid.UUID, user: CurrentUser, session: SessionDep,
                limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-               offset: Annotated[int, Query(ge=0)] = 0) -> TradeList:
+               offset: Offset = 0) -> TradeList:
     run = service.get_run(session=session, owner_id=user.id, run_id=run_id)
     trades, total = service.list_trades(session=session, run=run, limit=limit, offset=offset)
     return TradeList(trades=[TradeRead(
@@ -156,6 +157,8 @@ def sweep_report(sweep_id: uuid.UUID, user: CurrentUser, session: SessionDep,
 
 
 @router.get("/metrics/backtests")
-def backtest_metrics(user: CurrentUser, session: SessionDep) -> dict[str, Any]:
-    """Runs by status and the result cache's hit rate (all users)."""
-    return service.cache_stats(session=session)
+def backtest_metrics(scope: AggregateScopeDep, session: SessionDep) -> dict[str, Any]:
+    """Your runs by status and your result cache's hit rate (every user's: `scope=all`,
+    admins and the METRICS_TOKEN)."""
+    return {**service.cache_stats(session=session, owner_id=scope.owner_id),
+            "scope": scope.label}

@@ -10,8 +10,8 @@ Timing
     Signals are known at a bar's close. With ``fill="open"`` (default) the market order they
     cause fills at the NEXT bar's open; with ``fill="close"`` it fills at the signal bar's own
     close (backtesting.py's ``trade_on_close=True``). A signal on the last bar is never acted
-    on: with ``fill="open"`` there is no next bar, and with ``fill="close"`` the position
-    would be closed again at that same close (see End).
+    on: with ``fill="open"`` there is no next bar, and with ``fill="close"`` no bar would be
+    left to hold the position (see End).
 
 Position logic, at each signal bar t (one position at a time, no pyramiding)
     - Flat: ``entry_long`` opens a long, ``entry_short`` opens a short.
@@ -52,9 +52,22 @@ Stop-loss and take-profit (``RiskSettings``)
     its close; so a level reached on bar k beats a signal on bar k or later.
 
 End
-    A trade still open after the last bar is closed at the last bar's close (exit reason
-    "end"), paying commission and slippage like any exit (backtesting.py's
-    ``finalize_trades=True``, which however fills at that bar's open).
+    A trade still open at the end is closed on the last bar (exit reason "end"), paying
+    commission and slippage like any exit. With ``end_fill="open"`` (default) it fills at
+    that bar's open, as backtesting.py's ``finalize_trades=True`` does (its published test
+    case comes out exactly); with ``end_fill="close"`` at that bar's close, so the position
+    is marked to the last price. Either way stop/target levels are checked on the last bar's
+    range first, as backtesting.py does before it finalizes.
+
+Exposure
+    ``in_market`` is True from each trade's entry bar through its exit bar inclusive
+    (backtesting.py's Exposure Time): the bar a trade is closed on counts, even when the
+    close fills at that bar's open.
+
+Buy & hold
+    Each symbol's benchmark buys at the close of its indicators' warm-up bar
+    (``StrategySignals.warmup``: the first bar at which every named indicator has a value),
+    as backtesting.py measures Buy & Hold from ``_indicator_warmup_nbars``.
 
 Several symbols
     The cash is split equally among the symbols and each runs on its own. The portfolio
@@ -104,6 +117,7 @@ class BacktestOptions:
     slippage_bps: float = 0.0        # fills move against you by this many basis points
     fill: Literal["open", "close"] = "open"   # next bar's open, or the signal bar's close
     size_units: Literal["whole", "fractional"] = "whole"
+    end_fill: Literal["open", "close"] = "open"   # a trade open at the end: last open/close
 
     def __post_init__(self) -> None:
         if not 0 < self.cash < float("inf"):
@@ -117,6 +131,8 @@ class BacktestOptions:
         if self.size_units not in ("whole", "fractional"):
             raise ValueError(f"size_units must be 'whole' or 'fractional', got "
                              f"{self.size_units!r}")
+        if self.end_fill not in ("open", "close"):
+            raise ValueError(f"end_fill must be 'open' or 'close', got {self.end_fill!r}")
 
 
 @dataclass(frozen=True)
@@ -178,13 +194,16 @@ def run_backtest(inputs: Sequence[tuple[SymbolBars, StrategySignals]], risk: Ris
     equity = np.zeros(len(ts))
     in_market = np.zeros(len(ts), dtype=bool)
     benchmark: dict[str, np.ndarray] = {}
-    for run, (bars, _) in zip(runs, inputs, strict=True):
+    benchmark_start: dict[str, int] = {}
+    for run, (bars, signals) in zip(runs, inputs, strict=True):
         close = np.asarray(bars.close, dtype=np.float64)
+        warmup = max(0, min(signals.warmup, len(run.ts) - 1))  # a bar of the symbol
         if run.ts is ts or (len(run.ts) == len(ts) and np.array_equal(run.ts, ts)):
             # The common, fast case: the symbol's bars are the timeline.
             equity += run.equity
             in_market |= run.position != 0
             benchmark[run.symbol] = close
+            benchmark_start[run.symbol] = warmup
             continue
         # The symbol's latest bar at or before each timestamp (-1: none yet).
         at = np.searchsorted(run.ts, ts, side="right") - 1
@@ -194,14 +213,18 @@ def run_backtest(inputs: Sequence[tuple[SymbolBars, StrategySignals]], risk: Ris
             equity += np.where(started, run.equity[index], run.cash)
             in_market |= started & (run.position[index] != 0)
             benchmark[run.symbol] = close[index]
+            benchmark_start[run.symbol] = int(np.searchsorted(ts, run.ts[warmup]))
         else:
             equity += run.cash
             benchmark[run.symbol] = np.full(len(ts), np.nan)
-    return BacktestOutput(ts=ts, equity=equity, in_market=in_market,
-                          trades=_concat_trades([run.trades for run in runs]),
+    trades = _concat_trades([run.trades for run in runs])
+    # The position is flat at the close of a trade's exit bar, but that bar counts as
+    # exposed (entry bar through exit bar, backtesting.py's convention).
+    in_market[trades.exit_index if len(runs) == 1 else np.searchsorted(ts, trades.exit_time)] = True
+    return BacktestOutput(ts=ts, equity=equity, in_market=in_market, trades=trades,
                           cash=float(options.cash),
                           commissions=float(sum(run.commissions for run in runs)),
-                          benchmark_close=benchmark)
+                          benchmark_close=benchmark, benchmark_start=benchmark_start)
 
 
 # --- the event loop ----------------------------------------------------------------------
@@ -247,6 +270,9 @@ def _simulate(bars: SymbolBars, signals: StrategySignals, risk: RiskSettings,
     from_flat, from_long, from_short = events.from_flat, events.from_long, events.from_short
     # Fill price of a signal at bar t: fills[t + delay], the next open or its own close.
     fills = bars.open if delay else bars.close
+    # Where a trade still open after the last bar closes (see End).
+    end_prices = bars.open if options.end_fill == "open" else bars.close
+    end_price = float(end_prices[n - 1]) if n else 0.0
     relative, fixed = options.commission, options.commission_fixed
     slip = options.slippage_bps / 1e4
     whole = options.size_units == "whole"
@@ -296,7 +322,7 @@ def _simulate(bars: SymbolBars, signals: StrategySignals, risk: RiskSettings,
                 exit_bar, price, reason = hit
                 next_side, resume = 0, exit_bar
             elif signal_bar is None:
-                exit_bar, price, reason = n - 1, float(bars.close[-1]), "end"
+                exit_bar, price, reason = n - 1, end_price, "end"
                 next_side, resume = 0, n
             else:
                 reverse = bool((go_short if side == LONG else go_long)[signal_bar])

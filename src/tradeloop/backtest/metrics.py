@@ -16,9 +16,11 @@ Conventions:
   ``*_arithmetic`` ratios and the benchmark ratios use empyrical's arithmetic mean and sample
   standard deviation.
 * Risk-free rate and required return are 0.
-* Benchmark: equal-weight buy & hold of every symbol in ``benchmark_close``, each from its
-  first finite close (cash before it); buy & hold return is the mean of the symbols' returns;
-  alpha and beta use the log returns of that equal-weight portfolio's value per bar.
+* Benchmark: equal-weight buy & hold of every symbol in ``benchmark_close``, each bought at
+  its first finite close from its ``benchmark_start`` bar on (the end of the indicators'
+  warm-up; cash before it); buy & hold return is the mean of the symbols' returns. The
+  market-relative metrics (beta, correlation, tracking error, captures) compare with the same
+  portfolio held from each symbol's first finite close; beta uses its log returns per bar.
 * Durations are days as float; drawdown and trade durations are ceiled to the resolution of
   the bar spacing (a day for daily bars) like backtesting.py's.
 * Trades.return_pct is a fraction like backtesting.py's Trade.pl_pct (0.05 is 5 %).
@@ -185,13 +187,15 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     *_specs(
         "exposure",
-        ("exposure_time_pct", "float", "share of bars with a position open, in %"),
+        ("exposure_time_pct", "float", "share of bars from a trade's entry to its exit bar, "
+                                       "in %"),
         ("exposure_adjusted_return_pct", "float", "return_pct / exposure share, in %"),
         ("longest_flat_period_days", "float", "longest stretch without a position, in days"),
     ),
     *_specs(
         "benchmark",
-        ("buy_hold_return_pct", "float", "equal-weight buy & hold return, in %"),
+        ("buy_hold_return_pct", "float", "equal-weight buy & hold return after the warm-up, "
+                                         "in %"),
         ("buy_hold_return_ann_pct", "float", "buy & hold geometric annual return, in %"),
         ("buy_hold_max_drawdown_pct", "float", "buy & hold max drawdown, in % (<= 0)"),
         ("excess_return_pct", "float", "return_pct - buy_hold_return_pct, in % points"),
@@ -349,6 +353,19 @@ def annualized_return(returns: np.ndarray, ppy: int, geo_mean: float | None = No
         return (1 + geo_mean) ** ppy - 1
     except OverflowError:
         return math.nan
+
+
+def annualized_growth(values: np.ndarray, ppy: int) -> float:
+    """annualized_return(simple_returns(values), ppy) of a curve's values per period.
+
+    For a positive, finite curve the geometric mean return telescopes to (last / first) **
+    (1 / periods) - 1, empyrical.annual_return's own formula: a few scalar operations where
+    the returns would cost a dozen passes over the curve. Any other curve takes the returns.
+    """
+    periods = len(values) - 1
+    if periods > 0 and np.minimum.reduce(values) > 0 and math.isfinite(np.add.reduce(values)):
+        return float((values[-1] / values[0]) ** (ppy / periods)) - 1   # inf: undefined
+    return annualized_return(simple_returns(values), ppy)
 
 
 def annualized_volatility(returns: np.ndarray, ppy: int, geo_mean: float | None = None,
@@ -610,26 +627,33 @@ def duration_stats_ns(durations: np.ndarray) -> tuple[int | None, int | None]:
 # ---------------------------------------------------------------- benchmark
 
 
-def benchmark_value(closes: dict[str, np.ndarray], n: int) -> np.ndarray | None:
+def benchmark_value(closes: dict[str, np.ndarray], n: int,
+                    starts: dict[str, int] | None = None) -> np.ndarray | None:
     """Equal-weight buy & hold value of one unit of cash per bar.
 
-    Each symbol gets 1 / len(closes), bought at its first finite close and held; before that
-    its share waits in cash (value 1); gaps keep the last close.
+    Each symbol gets 1 / len(closes), bought at its first finite close at or after its bar
+    in starts (default 0) and held; before that its share waits in cash (value 1); gaps
+    keep the last close.
     """
     if not closes:
         return None
-    values = [_relative_to_first(np.asarray(close, dtype=float)) for close in closes.values()]
+    starts = starts or {}
+    values = [_relative_to_first(np.asarray(close, dtype=float), starts.get(symbol, 0))
+              for symbol, close in closes.items()]
     if len(values) == 1:
         return values[0]
     total = np.add.reduce(values, axis=0)
     return np.divide(total, len(values), out=total)
 
 
-def _relative_to_first(close: np.ndarray) -> np.ndarray:
-    if len(close) and math.isfinite(np.add.reduce(close)):
-        # Every close is finite (a sum is finite only then): no gap, bought at the first.
-        return close / close[0]
+def _relative_to_first(close: np.ndarray, start: int = 0) -> np.ndarray:
+    if len(close) and start < len(close) and math.isfinite(np.add.reduce(close[start:])):
+        # Every close from start on is finite (a sum is finite only then): bought there.
+        value = close / close[start]
+        value[:start] = 1.0
+        return value
     finite = np.isfinite(close)
+    finite[:start] = False
     if not finite.any():
         return np.ones(len(close))
     first = int(np.argmax(finite))
@@ -641,10 +665,13 @@ def _relative_to_first(close: np.ndarray) -> np.ndarray:
     return value
 
 
-def buy_hold_return(closes: dict[str, np.ndarray]) -> float:
-    """Mean over symbols of (last close - first close) / first close, fraction."""
+def buy_hold_return(closes: dict[str, np.ndarray],
+                    starts: dict[str, int] | None = None) -> float:
+    """Mean over symbols of (last close - first close) / first close, fraction; a symbol's
+    first close is its first finite one at or after its bar in starts (default 0)."""
     returns = []
-    for close in closes.values():
+    for symbol, all_closes in closes.items():
+        close = all_closes[(starts or {}).get(symbol, 0):]
         if len(close) and math.isfinite(close[0]) and math.isfinite(close[-1]):
             returns.append((close[-1] - close[0]) / close[0])   # the usual case, no scan
             continue
@@ -895,21 +922,30 @@ def drawdown_metrics(c: _Curve) -> dict[str, Any]:
 
 def benchmark_metrics(c: _Curve, output: BacktestOutput, return_pct: float,
                       spare: np.ndarray | None = None) -> dict[str, Any]:
-    """spare: a float array of len(c.ts) beta may overwrite, instead of a new one."""
+    """Buy & hold (bought at each symbol's benchmark_start, the end of the warm-up) and the
+    equity against the market (the same symbols from their first close: beta, correlation,
+    captures), as backtesting.py measures Buy & Hold after the warm-up and Beta on every bar.
+
+    spare: a float array of len(c.ts) beta may overwrite, instead of a new one."""
     bench = benchmark_value(output.benchmark_close, len(c.ts))
     if bench is None:
         return {}
     r, b = _paired_returns(c, _at(bench, c.ends))
-    bh_pct = buy_hold_return(output.benchmark_close) * 100
-    bh_max_drawdown = max_drawdown(bench, c.scratch)
+    starts = output.benchmark_start
+    bh_pct = buy_hold_return(output.benchmark_close, starts) * 100
+    if any(starts.values()):
+        held = benchmark_value(output.benchmark_close, len(c.ts), starts)
+        bh_annual = annualized_growth(_at(held, c.ends), c.ppy)
+    else:   # bought at the first close: buy & hold is the market itself
+        held, bh_annual = bench, annualized_return(b.values, c.ppy, b.growth.geometric_mean())
+    bh_max_drawdown = max_drawdown(held, c.scratch)
     # bench is this function's own array (benchmark_value's): beta may overwrite it.
     b_beta = beta(c.equity, bench, c.scratch, market_is_scratch=True, spare=spare)
     active = r.values - b.values
     active_mean, active_std = mean_and_std(active)
     return {
         "buy_hold_return_pct": bh_pct,
-        "buy_hold_return_ann_pct": annualized_return(b.values, c.ppy,
-                                                     b.growth.geometric_mean()) * 100,
+        "buy_hold_return_ann_pct": bh_annual * 100,
         "buy_hold_max_drawdown_pct": -_nan_to_num(bh_max_drawdown) * 100,
         "excess_return_pct": return_pct - bh_pct,
         # Jensen's alpha on total returns, backtesting.py's definition.

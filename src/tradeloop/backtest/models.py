@@ -51,6 +51,8 @@ class BacktestRun(UUIDPrimaryKey, UserOwned, Base):
     slippage_bps: Mapped[float] = mapped_column(Float(53), default=0.0)
     fill: Mapped[str] = mapped_column(String(8), default="open")
     size_units: Mapped[str] = mapped_column(String(16), default="whole")
+    # Where a trade still open at the end closes: the last bar's "open" or "close".
+    end_fill: Mapped[str] = mapped_column(String(8), default="open", server_default="open")
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED.value)
     error: Mapped[str | None] = mapped_column(Text)
     cache_key: Mapped[str] = mapped_column(String(64))

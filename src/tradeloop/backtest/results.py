@@ -56,9 +56,11 @@ class BacktestOutput:
     """One run: the portfolio's equity per timestamp, exposure, trades and the benchmark.
 
     ts is the union of every symbol's bar timestamps (datetime64[ns], UTC, ascending);
-    equity is cash plus marked-to-close positions at each ts; in_market is True where any
-    position is open at that bar's close; benchmark_close holds, per symbol, its closes
-    forward-filled onto ts (for buy & hold, alpha and beta).
+    equity is cash plus marked-to-close positions at each ts; in_market is True from each
+    trade's entry bar through its exit bar (backtesting.py's exposure); benchmark_close
+    holds, per symbol, its closes forward-filled onto ts (for buy & hold, alpha and beta);
+    benchmark_start, per symbol, the index into ts of the bar at whose close buy & hold buys
+    it (the end of the indicators' warm-up; 0, its first finite close, when absent).
     """
 
     ts: np.ndarray
@@ -68,3 +70,4 @@ class BacktestOutput:
     cash: float
     commissions: float
     benchmark_close: dict[str, np.ndarray] = field(default_factory=dict)
+    benchmark_start: dict[str, int] = field(default_factory=dict)

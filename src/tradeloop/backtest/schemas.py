@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from tradeloop.schema_types import UTCTimestamp
+
 
 class RunOptions(BaseModel):
     cash: float = Field(default=10_000.0, gt=0, le=1e12)
@@ -18,6 +20,10 @@ class RunOptions(BaseModel):
     fill: Literal["open", "close"] = Field(
         default="open", description="next bar's open (default) or the signal bar's close")
     size_units: Literal["whole", "fractional"] = "whole"
+    end_fill: Literal["open", "close"] = Field(
+        default="open", description=(
+            "where a trade still open at the end closes: the last bar's open (default, as "
+            "backtesting.py's finalize_trades) or its close (marked to the last price)"))
 
 
 class StrategyChoice(BaseModel):
@@ -36,8 +42,8 @@ class StrategyChoice(BaseModel):
 
 
 class RunCreate(StrategyChoice, RunOptions):
-    start_date: datetime | None = None
-    end_date: datetime | None = None
+    start_date: UTCTimestamp | None = None
+    end_date: UTCTimestamp | None = None
     symbols: list[str] = Field(default_factory=list, max_length=50)
     params: dict[str, float] | None = None
 

@@ -45,6 +45,7 @@ from tradeloop.errors import AppError, ConflictError, FieldValidationError
 from tradeloop.market_data import service as market_data
 from tradeloop.market_data.service import BarArrays
 from tradeloop.ownership import OwnedRepository
+from tradeloop.schema_types import as_utc
 from tradeloop.settings import Settings
 from tradeloop.strategies import service as strategies
 from tradeloop.strategies.compiler import CompiledStrategy
@@ -53,7 +54,11 @@ from tradeloop.tasks import enqueue
 
 log = structlog.get_logger(__name__)
 
-ENGINE_VERSION = "1"
+# Part of every cache key: bumped whenever the same request would compute other numbers,
+# so results stored by an older engine are not served. 2: trades open at the end close at
+# the last bar's open by default (end_fill), buy & hold starts after the warm-up, exposure
+# counts the exit bar.
+ENGINE_VERSION = "2"
 Progress = Callable[[str], None]
 
 
@@ -205,7 +210,7 @@ def _new_run(owner_id: uuid.UUID, prepared: Prepared, request: RunRequest) -> Ba
         start=request.start, end=request.end, params=compiled.params, cash=options.cash,
         commission=options.commission, commission_fixed=options.commission_fixed,
         slippage_bps=options.slippage_bps, fill=options.fill, size_units=options.size_units,
-        status=RunStatus.QUEUED.value, cache_key=key, cache_hits=0,
+        end_fill=options.end_fill, status=RunStatus.QUEUED.value, cache_key=key, cache_hits=0,
         # Set here, not by the column default: the symbol rows copy it for their index.
         inserted_at=utcnow())
 
@@ -370,7 +375,8 @@ def compute_output(*, session: Session, run: BacktestRun,
     options = BacktestOptions(cash=run.cash, commission=run.commission,
                               commission_fixed=run.commission_fixed,
                               slippage_bps=run.slippage_bps, fill=run.fill,  # type: ignore[arg-type]
-                              size_units=run.size_units)  # type: ignore[arg-type]
+                              size_units=run.size_units,  # type: ignore[arg-type]
+                              end_fill=run.end_fill)  # type: ignore[arg-type]
     return simulate(strategies.compile_definition(run.definition, run.params), bars, options)
 
 
@@ -474,10 +480,7 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             stamp, _, row_id = raw.partition("|")
-            inserted_at = datetime.fromisoformat(stamp)
-            if inserted_at.tzinfo is None:
-                raise ValueError("naive timestamp")
-            return cls(inserted_at, uuid.UUID(row_id))
+            return cls(as_utc(datetime.fromisoformat(stamp)), uuid.UUID(row_id))
         except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
             raise FieldValidationError([{
                 "field": "before", "type": "value_error",
@@ -537,11 +540,15 @@ def delete_run(*, session: Session, owner_id: uuid.UUID, run_id: uuid.UUID) -> N
     RunRepository(session, owner_id).delete(run_id)
 
 
-def cache_stats(*, session: Session) -> dict[str, Any]:
-    """Runs by status and the cache hit rate (hits / (hits + computed runs))."""
+def cache_stats(*, session: Session, owner_id: uuid.UUID | None) -> dict[str, Any]:
+    """Runs by status and the cache hit rate (hits / (hits + computed runs)) of one owner's
+    runs, or of every user's (`owner_id` None)."""
+    owned = [] if owner_id is None else [BacktestRun.user_id == owner_id]
     by_status = dict(session.execute(
-        select(BacktestRun.status, func.count()).group_by(BacktestRun.status)).all())
-    hits = int(session.scalar(select(func.coalesce(func.sum(BacktestRun.cache_hits), 0))) or 0)
+        select(BacktestRun.status, func.count()).where(*owned)
+        .group_by(BacktestRun.status)).all())
+    hits = int(session.scalar(select(func.coalesce(func.sum(BacktestRun.cache_hits), 0))
+                              .where(*owned)) or 0)
     misses = int(sum(by_status.values()))
     total = hits + misses
     return {"runs": {status.value: int(by_status.get(status.value, 0)) for status in RunStatus},

@@ -70,9 +70,14 @@ def parse_grid_values(name: str, spec: str | list[float]) -> list[float]:
             start, stop, step = (float(p) for p in (parts if len(parts) == 3 else [*parts, 1]))
         except ValueError:
             raise _grid_error(name, f"'{spec}' is not start:stop:step") from None
+        if not all(math.isfinite(v) for v in (start, stop, step)):
+            raise _grid_error(name, "start, stop and step must be finite numbers")
         if step <= 0 or stop < start:
             raise _grid_error(name, "needs start <= stop and a positive step")
-        count = int((stop - start) / step + 1e-9) + 1
+        steps = (stop - start) / step  # counted before any list is built ("1:1e9:1")
+        if not steps < MAX_SWEEP_RUNS:
+            raise _grid_error(name, f"has more than {MAX_SWEEP_RUNS} values")
+        count = int(steps + 1e-9) + 1
         values = [start + i * step for i in range(count)]
     if not values:
         raise _grid_error(name, "has no values")

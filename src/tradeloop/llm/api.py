@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Response, status
 
 from tradeloop.accounts.dependencies import AdminUser, CurrentUser
 from tradeloop.deps import SessionDep, SettingsDep
@@ -28,13 +27,12 @@ from tradeloop.llm.schemas import (
     RuleType,
 )
 from tradeloop.llm.service import resolve_model
+from tradeloop.schema_types import Count, Limit, Offset
 
 router = APIRouter(tags=["llm"])
 GUARDRAILS = "/api/v1/admin/guardrails"
 PRICES = "/api/v1/admin/model-prices"
 EXECUTIONS = "/api/v1/llm/executions"
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 @router.get(GUARDRAILS)
@@ -89,8 +87,8 @@ def list_prices(_admin: AdminUser, session: SessionDep, provider: str | None = N
 @router.get(PRICES + "/effective")
 def effective_price(_admin: AdminUser, session: SessionDep, settings: SettingsDep,
                     provider: str | None = None, model: str | None = None,
-                    input_tokens: Annotated[int, Query(ge=0)] = 1_000_000,
-                    output_tokens: Annotated[int, Query(ge=0)] = 1_000_000) -> EffectivePrice:
+                    input_tokens: Count = 1_000_000,
+                    output_tokens: Count = 1_000_000) -> EffectivePrice:
     """What a call of that size costs and which table the price comes from."""
     provider, model = resolve_model(settings, ModelConfig(provider=provider, model_name=model))
     cost = pricing.call_cost(provider, model, input_tokens, output_tokens,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
@@ -110,13 +110,16 @@ def _notify_listeners(session: Session, logged: LoggedExecution) -> None:
                       error=f"{type(exc).__name__}: {str(exc)[:300]}")
 
 
-def template_stats(session: Session, template_id: uuid.UUID,
-                   version: int | None = None) -> dict[str, Any]:
+def template_stats(session: Session, template_id: uuid.UUID, version: int | None = None, *,
+                   owner_id: uuid.UUID | None) -> dict[str, Any]:
     """{executions, success_rate, avg_latency_ms, p95_latency_ms, total_cost_usd,
-    input_tokens, output_tokens, last_executed_at} of a template, or of one version."""
+    input_tokens, output_tokens, last_executed_at} of a template, or of one version, over
+    one owner's executions (every user's when `owner_id` is None)."""
     criteria = [PromptExecution.template_id == template_id]
     if version is not None:
         criteria.append(PromptExecution.template_version == version)
+    if owner_id is not None:
+        criteria.append(PromptExecution.user_id == owner_id)
     row = session.execute(select(
         func.count(), func.sum(case((PromptExecution.success, 1), else_=0)),
         func.avg(PromptExecution.response_time_ms), func.sum(PromptExecution.cost_usd),
@@ -143,3 +146,39 @@ def _p95_latency(session: Session, criteria: list[Any], count: int) -> float | N
     value = session.scalar(select(PromptExecution.response_time_ms).where(*criteria)
                            .order_by(PromptExecution.response_time_ms).offset(rank - 1).limit(1))
     return None if value is None else round(float(value), 3)
+
+
+@dataclass(frozen=True)
+class TemplateUsage:
+    """One owner's executions of one template: what a template's usage counters hold."""
+
+    executions: int = 0
+    successes: int = 0
+    total_latency_ms: float = 0.0
+    last_executed_at: datetime | None = None
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.executions if self.executions else None
+
+    @property
+    def avg_latency_ms(self) -> float | None:
+        return self.total_latency_ms / self.executions if self.executions else None
+
+
+def usage_by_template(session: Session, template_ids: Sequence[uuid.UUID],
+                      owner_id: uuid.UUID) -> dict[uuid.UUID, TemplateUsage]:
+    """The owner's usage of each template, in one grouped query (templates they never ran
+    are left out)."""
+    if not template_ids:
+        return {}
+    rows = session.execute(select(
+        PromptExecution.template_id, func.count(),
+        func.sum(case((PromptExecution.success, 1), else_=0)),
+        func.sum(PromptExecution.response_time_ms), func.max(PromptExecution.executed_at))
+        .where(PromptExecution.user_id == owner_id,
+               PromptExecution.template_id.in_(template_ids))
+        .group_by(PromptExecution.template_id))
+    return {template_id: TemplateUsage(int(count), int(successes or 0), float(latency or 0.0),
+                                       last)
+            for template_id, count, successes, latency, last in rows}

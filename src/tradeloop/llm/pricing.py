@@ -21,7 +21,7 @@ MILLION = Decimal(1_000_000)
 COST_QUANTUM = Decimal("1e-12")  # the cost_usd column's scale
 # Our provider names → genai-prices provider ids (an openai-compatible server may serve any
 # vendor's model, so a miss there is retried without the provider).
-GENAI_PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic"}
+GENAI_PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,14 @@ import enum
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ProviderName = Literal["local", "openai", "anthropic"]
+from tradeloop.schema_types import PlainDecimal
+from tradeloop.settings import LLMProvider
+
+ProviderName = LLMProvider
 
 
 class ModelConfig(BaseModel):
@@ -192,8 +195,8 @@ class ModelPriceRead(BaseModel):
     id: uuid.UUID
     provider: str
     model: str
-    input_per_million: Decimal
-    output_per_million: Decimal
+    input_per_million: PlainDecimal
+    output_per_million: PlainDecimal
     created_at: datetime
     updated_at: datetime
 
@@ -222,7 +225,7 @@ class ExecutionRead(BaseModel):
     response_time_ms: float
     input_token_count: int
     output_token_count: int
-    cost_usd: Decimal
+    cost_usd: PlainDecimal
     guardrail_results: list[dict[str, Any]]
     executed_at: datetime
 
@@ -239,7 +242,7 @@ class TemplateStats(BaseModel):
     success_rate: float | None
     avg_latency_ms: float | None
     p95_latency_ms: float | None
-    total_cost_usd: Decimal
+    total_cost_usd: PlainDecimal
     input_tokens: int
     output_tokens: int
     last_executed_at: datetime | None
@@ -254,5 +257,5 @@ class EffectivePrice(BaseModel):
     model: str
     input_tokens: int
     output_tokens: int
-    cost_usd: Decimal
+    cost_usd: PlainDecimal
     source: str  # override | genai-prices | free | unknown

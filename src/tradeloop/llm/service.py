@@ -28,9 +28,11 @@ from tradeloop.llm import guardrails, log_writer, pricing
 from tradeloop.llm.executions import (
     ExecutionListener,
     LoggedExecution,
+    TemplateUsage,
     add_execution_listener,
     remove_execution_listener,
     template_stats,
+    usage_by_template,
     write_execution,
 )
 from tradeloop.llm.parsing import OutputError, parse_analysis
@@ -40,6 +42,7 @@ from tradeloop.llm.providers import (
     ProviderError,
     ProviderRequest,
     RetryPolicy,
+    canonical_provider,
     complete_with_retries,
     get_provider,
 )
@@ -48,8 +51,9 @@ from tradeloop.llm.tokens import count_prompt_tokens, count_tokens
 from tradeloop.settings import Settings
 
 __all__ = ["ExecutionListener", "ExecutionResult", "LoggedExecution", "PromptCall",
-           "add_execution_listener", "estimate", "execute", "flush_execution_log",
-           "remove_execution_listener", "resolve_model", "template_stats"]
+           "TemplateUsage", "add_execution_listener", "estimate", "execute",
+           "flush_execution_log", "remove_execution_listener", "resolve_model",
+           "template_stats", "usage_by_template"]
 
 log = structlog.get_logger(__name__)
 MAX_ERROR_MESSAGE = 2000
@@ -113,12 +117,13 @@ class _FailedExecutionError(Exception):
 def resolve_model(settings: Settings, config: ModelConfig | None) -> tuple[str, str]:
     """(provider, model) for a call: the config's, else the settings', else the provider's
     default model. The local analyst has one model whatever is asked."""
-    provider = config.provider if config and config.provider else settings.llm_provider
+    configured = canonical_provider(settings.llm_provider)
+    provider = canonical_provider(config.provider) if config and config.provider else configured
     if provider == "local":
         return provider, DEFAULT_MODELS["local"]
     if config and config.model_name:
         return provider, config.model_name
-    if settings.llm_model and provider == settings.llm_provider:
+    if settings.llm_model and provider == configured:
         return provider, settings.llm_model
     return provider, DEFAULT_MODELS.get(provider, "unknown")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
@@ -21,6 +20,7 @@ from tradeloop.market_data.schemas import (
     BarSeriesRead,
     ImportResultRead,
 )
+from tradeloop.schema_types import UTCTimestamp
 
 router = APIRouter(prefix="/api/v1/bars", tags=["market data"])
 
@@ -36,7 +36,7 @@ _UPLOAD_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=_UPLOAD_DOC,
-             responses=error_responses(400, 422))
+             responses=error_responses(400, 408, 413, 422))
 async def import_bars(request: Request, admin: AdminUser, session: SessionDep) -> ImportResultRead:
     """Import bars as JSON rows or a CSV/Parquet upload; all rows or none (422 lists bad rows)."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -92,7 +92,7 @@ def list_series(user: CurrentUser, session: SessionDep,
 
 @router.get("")
 def list_bars(user: CurrentUser, session: SessionDep, symbol: str, timeframe: str = "1d",
-              start: datetime | None = None, end: datetime | None = None,
+              start: UTCTimestamp | None = None, end: UTCTimestamp | None = None,
               limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> BarList:
     """Bars of one series in [start, end], the most recent `limit` of them, oldest first."""
     bars = service.load_bars(session=session, symbol=symbol, timeframe=timeframe, start=start,

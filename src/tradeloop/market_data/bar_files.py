@@ -6,11 +6,15 @@ Numbers are unix seconds, text is ISO 8601, naive times are UTC. Daily/weekly ba
 by the date as written (local date for an offset, UTC date for unix seconds) at 00:00 UTC,
 intraday bars by their instant in UTC. Every bad row is reported at once with its line (CSV:
 header is line 1, no multi-line quoted fields; Parquet/JSON: row index + 1), and refuses the file.
+A row with more or fewer fields than the header (CSV) or the first row (JSON) is refused too:
+its values cannot be told apart from those of the next column.
 """
 
 from __future__ import annotations
 
+import csv
 import io
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +26,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tradeloop.market_data.timeframes import DAILY_TIMEFRAMES, TIMEFRAMES
+from tradeloop.schema_types import EARLIEST, LATEST
 
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 PRICES = BAR_COLUMNS[1:5]
 TS_DTYPE = "datetime64[ns, UTC]"
 MAX_ROWS = 5_000_000
 CSV_CHUNK_ROWS = 100_000
+_LINE_BATCH_BYTES = 8 * 2**20
 CSV_EXTENSIONS = (".csv", ".txt")
 PARQUET_EXTENSIONS = (".parquet", ".pq")
 TS_NAMES = {"yahoo": ("date", "datetime"), "tradingview": ("time",),
@@ -40,7 +46,7 @@ SUPPORTED_LAYOUTS = ("yahoo (Date, Open, High, Low, Close, Adj Close, Volume), "
 # still be represented and reported; bars end up in TS_DTYPE.
 _WIDE_TS = "datetime64[us, UTC]"
 _MAX_UNIX_SECONDS = 9e12
-_EARLIEST, _LATEST = pd.Timestamp("1900-01-01", tz="UTC"), pd.Timestamp("2200-01-01", tz="UTC")
+_EARLIEST, _LATEST = pd.Timestamp(EARLIEST), pd.Timestamp(LATEST)  # as every API date
 _NUMBER = r"[+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?"
 
 Progress = Callable[[int, int], None]
@@ -107,11 +113,30 @@ def parse_bar_rows(rows: list[dict[str, Any]], *, timeframe: str) -> ParsedBars:
                    for i, row in enumerate(rows) if not isinstance(row, dict)]
     if not_objects:
         raise BarFileError(not_objects, "plain")
-    named = ({_normalise(key): value for key, value in row.items()} for row in rows)
+    named = [{_normalise(key): value for key, value in row.items()} for row in rows]
+    ragged = _rows_unlike_the_first(named)
+    if ragged:
+        raise BarFileError(ragged, "plain")
     frame = pd.DataFrame([{"ts" if key in JSON_TS_NAMES else key: value
                            for key, value in row.items()} for row in named])
     columns = _map_columns(list(frame.columns), "plain", ("ts",))
     return _finish([_validate(_select(frame, columns), 1, daily)], "plain")
+
+
+def _rows_unlike_the_first(rows: list[dict[str, Any]]) -> list[BarRowError]:
+    """JSON rows whose fields differ from the first row's (which plays the CSV header)."""
+    fields = rows[0].keys()
+    errors = []
+    for number, row in enumerate(rows[1:], start=2):
+        if row.keys() == fields:
+            continue
+        missing = [name for name in fields if name not in row]
+        extra = [name for name in row if name not in fields]
+        parts = ([f"missing field(s) {', '.join(missing)}"] * bool(missing)
+                 + [f"extra field(s) {', '.join(extra)}"] * bool(extra))
+        errors.append(BarRowError(number, "; ".join(parts) + " (row 1 has "
+                                  f"{', '.join(fields)})"))
+    return errors
 
 
 def _is_daily(timeframe: str) -> bool:
@@ -132,6 +157,9 @@ def _read_csv(data: bytes, daily: bool, progress: Progress | None) -> ParsedBars
     options: dict[str, Any] = {"encoding": "utf-8-sig", "index_col": False}
     try:
         header = list(pd.read_csv(io.BytesIO(data), nrows=0, **options).columns)
+        ragged = _ragged_lines(data, len(header))
+        if ragged:
+            raise BarFileError(ragged, _guess_layout(header))
         layout = _guess_layout(header)
         columns = _map_columns(header, layout, TS_NAMES[layout])
         # The C reader parses numbers (fast); a column holding any other text in a chunk comes
@@ -153,6 +181,42 @@ def _read_csv(data: bytes, daily: bool, progress: Progress | None) -> ParsedBars
     except UnicodeDecodeError:
         raise BarFileError.whole_file("not a UTF-8 text file") from None
     return _finish(batches, layout)
+
+
+def _ragged_lines(data: bytes, width: int) -> list[BarRowError]:
+    """Lines with more or fewer fields than the header's `width` (blank lines aside).
+
+    pandas would fill a missing field with an empty value (a missing volume becomes 0) and drop
+    an extra one with a mere warning. Counting commas is fast; a file with quotes, where a
+    comma may be part of a value, is read with the csv module instead (slower).
+    """
+    counts = _quoted_field_counts(data, width) if b'"' in data else _field_counts(data, width)
+    return [BarRowError(line, f"{count} fields where the header has {width}")
+            for line, count in counts]
+
+
+def _field_counts(data: bytes, width: int) -> list[tuple[int, int]]:
+    """(line, fields) of the non-blank lines after the header that do not have `width`
+    fields, counted by commas, a batch of lines at a time (memory stays bounded)."""
+    found, first_line = [], 1
+    stream = io.BytesIO(data)
+    while batch := stream.readlines(_LINE_BATCH_BYTES):
+        fields = np.fromiter(map(bytes.count, batch, itertools.repeat(b",")), np.int64,
+                             len(batch)) + 1
+        found += [(first_line + int(i), int(fields[i])) for i in np.flatnonzero(fields != width)
+                  if first_line + i > 1 and batch[i].strip()]
+        first_line += len(batch)
+    return found
+
+
+def _quoted_field_counts(data: bytes, width: int) -> list[tuple[int, int]]:
+    """As `_field_counts`, for a file with quoted values (one record per line)."""
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", errors="replace",
+                            newline="")
+    reader = csv.reader(text)
+    next(reader, None)
+    return [(reader.line_num, len(row)) for row in reader
+            if len(row) != width and "".join(row).strip()]
 
 
 def _read_parquet(data: bytes, daily: bool, progress: Progress | None) -> ParsedBars:

@@ -27,6 +27,7 @@ from tradeloop.prompts.schemas import (
     TestRead,
 )
 from tradeloop.prompts.service import Actor, TemplateFilters
+from tradeloop.schema_types import Limit, Offset
 
 router = APIRouter(prefix="/api/v1/admin/prompts", tags=["admin"])
 
@@ -35,14 +36,14 @@ router = APIRouter(prefix="/api/v1/admin/prompts", tags=["admin"])
 def list_templates(admin: AdminUser, session: SessionDep,
                    type_: Annotated[str | None, Query(alias="type")] = None,
                    active: bool | None = None,
-                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                   offset: Annotated[int, Query(ge=0)] = 0) -> AdminTemplateList:
+                   limit: Limit = 100,
+                   offset: Offset = 0) -> AdminTemplateList:
     """The global templates."""
     rows, total = service.list_templates(
         session=session, actor=_global_only(admin),
         filters=TemplateFilters(template_type=type_, is_active=active), limit=limit,
         offset=offset)
-    return AdminTemplateList(templates=presenters.templates(session, rows), total=total)
+    return AdminTemplateList(templates=presenters.templates(session, rows, None), total=total)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -52,7 +53,7 @@ def create(body: TemplateCreate, admin: AdminUser, session: SessionDep,
     template = service.create_template(session=session, actor=Actor.of(admin),
                                        draft=presenters.draft(body),
                                        limits=render_limits(settings))
-    return presenters.template(session, template)
+    return presenters.template(session, template, None)
 
 
 @router.post("/test")
@@ -65,7 +66,7 @@ def test(body: TestBody, admin: AdminUser, session: SessionDep, request: Request
 
 @router.get("/{template_id}")
 def get(template_id: uuid.UUID, admin: AdminUser, session: SessionDep) -> TemplateRead:
-    return presenters.template(session, _global_template(session, admin, template_id))
+    return presenters.template(session, _global_template(session, admin, template_id), None)
 
 
 @router.put("/{template_id}")
@@ -80,7 +81,7 @@ def update(template_id: uuid.UUID, body: TemplateUpdate, admin: AdminUser,
     if body.is_active is not None:
         template = service.set_active(session=session, actor=actor, template_id=template_id,
                                       active=body.is_active)
-    return presenters.template(session, template)
+    return presenters.template(session, template, None)
 
 
 def _global_only(admin: AdminUser) -> Actor:

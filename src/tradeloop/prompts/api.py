@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from tradeloop.accounts.dependencies import CurrentUser
+from tradeloop.accounts.dependencies import CurrentUser, UserAggregateScope
 from tradeloop.deps import SessionDep, SettingsDep
 from tradeloop.errors import error_responses
 from tradeloop.prompts import playground, presenters, service
@@ -40,6 +40,7 @@ from tradeloop.prompts.schemas import (
 )
 from tradeloop.prompts.service import Actor, TemplateFilters
 from tradeloop.prompts.variables import VariableSpecError, normalize_variables, variable_names
+from tradeloop.schema_types import Limit, Offset, Version
 
 router = APIRouter(prefix="/api/v1/prompts", tags=["prompts"])
 # Global templates are changed by admins only (403 to others); a clone names a strategy.
@@ -53,15 +54,15 @@ def list_templates(
         language: str | None = None, timeframe: str | None = None,
         strategy_id: uuid.UUID | None = None, active: bool | None = None,
         default: bool | None = None, label: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0) -> TemplateList:
+        limit: Limit = 50,
+        offset: Offset = 0) -> TemplateList:
     """Templates the caller can see (global and their own), filtered and paginated."""
     filters = TemplateFilters(template_type=type_, language=language, timeframe=timeframe,
                               strategy_id=strategy_id, is_active=active, is_default=default,
                               label=label)
     rows, total = service.list_templates(session=session, actor=Actor.of(user),
                                          filters=filters, limit=limit, offset=offset)
-    return TemplateList(templates=presenters.templates(session, rows), total=total,
+    return TemplateList(templates=presenters.templates(session, rows, user.id), total=total,
                         limit=limit, offset=offset)
 
 
@@ -73,7 +74,7 @@ def create(body: TemplateCreate, user: CurrentUser, session: SessionDep,
     template = service.create_template(session=session, actor=Actor.of(user),
                                        draft=presenters.draft(body),
                                        limits=render_limits(settings))
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.post("/validate")
@@ -115,7 +116,7 @@ def test(body: TestBody, user: CurrentUser, session: SessionDep, request: Reques
 def get(template_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TemplateRead:
     template = service.get_template(session=session, actor=Actor.of(user),
                                     template_id=template_id)
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.put("/{template_id}", responses=CHANGES_TEMPLATE)
@@ -129,7 +130,7 @@ def update(template_id: uuid.UUID, body: TemplateUpdate, user: CurrentUser,
     if body.is_active is not None:
         template = service.set_active(session=session, actor=Actor.of(user),
                                       template_id=template_id, active=body.is_active)
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.delete("/{template_id}", responses=CHANGES_TEMPLATE)
@@ -148,7 +149,7 @@ def versions(template_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> 
 
 
 @router.get("/{template_id}/versions/{version}")
-def version(template_id: uuid.UUID, version: int, user: CurrentUser,
+def version(template_id: uuid.UUID, version: Version, user: CurrentUser,
             session: SessionDep) -> VersionRead:
     template = service.get_template(session=session, actor=Actor.of(user),
                                     template_id=template_id)
@@ -158,8 +159,7 @@ def version(template_id: uuid.UUID, version: int, user: CurrentUser,
 
 @router.get("/{template_id}/diff")
 def diff(template_id: uuid.UUID, user: CurrentUser, session: SessionDep,
-         from_: Annotated[int, Query(alias="from", ge=1)],
-         to: Annotated[int, Query(ge=1)]) -> DiffRead:
+         from_: Annotated[Version, Query(alias="from")], to: Version) -> DiffRead:
     """A unified diff between two versions (text, variables and model config)."""
     template = service.get_template(session=session, actor=Actor.of(user),
                                     template_id=template_id)
@@ -182,7 +182,7 @@ def _set_active(template_id: uuid.UUID, user: CurrentUser, session: SessionDep, 
                 active: bool) -> TemplateRead:
     template = service.set_active(session=session, actor=Actor.of(user),
                                   template_id=template_id, active=active)
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.post("/{template_id}/set-default", responses=CHANGES_TEMPLATE)
@@ -190,7 +190,7 @@ def set_default(template_id: uuid.UUID, user: CurrentUser, session: SessionDep) 
     """Make it the default of its scope (strategy or global), type and timeframe."""
     template = service.set_default(session=session, actor=Actor.of(user),
                                    template_id=template_id)
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.post("/{template_id}/labels", responses=CHANGES_TEMPLATE)
@@ -227,7 +227,7 @@ def rollback(template_id: uuid.UUID, body: RollbackBody, user: CurrentUser,
     """Copy version `version`'s content into a new version n+1 (history is never rewritten)."""
     template = service.rollback(session=session, actor=Actor.of(user), template_id=template_id,
                                 version=body.version)
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.post("/{template_id}/clone", status_code=status.HTTP_201_CREATED,
@@ -238,22 +238,26 @@ def clone(template_id: uuid.UUID, body: CloneBody, user: CurrentUser,
     template = service.clone(session=session, actor=Actor.of(user), template_id=template_id,
                              strategy_id=body.strategy_id, name=body.name,
                              version=body.version)
-    return presenters.template(session, template)
+    return presenters.template(session, template, user.id)
 
 
 @router.get("/{template_id}/stats")
-def stats(template_id: uuid.UUID, user: CurrentUser, session: SessionDep,
-          version: Annotated[int | None, Query(ge=1)] = None) -> dict[str, object]:
-    """Execution statistics from the execution log (all versions, or one)."""
+def stats(template_id: uuid.UUID, user: CurrentUser, scope: UserAggregateScope,
+          session: SessionDep, version: Version | None = None) -> dict[str, object]:
+    """Execution statistics from the execution log (all versions, or one): your executions,
+    every user's with `scope=all` (admins)."""
     template = service.get_template(session=session, actor=Actor.of(user),
                                     template_id=template_id)
-    return playground.stats(session=session, template=template, version=version)
+    return {**playground.stats(session=session, template=template, version=version,
+                               owner_id=scope.owner_id), "scope": scope.label}
 
 
 @router.get("/{template_id}/performance")
-def performance(template_id: uuid.UUID, user: CurrentUser,
+def performance(template_id: uuid.UUID, user: CurrentUser, scope: UserAggregateScope,
                 session: SessionDep) -> dict[str, object]:
-    """Per-version comparison: executions, success rate, latency, tokens and cost."""
+    """Per-version comparison: executions, success rate, latency, tokens and cost of your
+    executions (every user's with `scope=all`, admins)."""
     template = service.get_template(session=session, actor=Actor.of(user),
                                     template_id=template_id)
-    return playground.performance(session=session, template=template)
+    return {**playground.performance(session=session, template=template,
+                                     owner_id=scope.owner_id), "scope": scope.label}

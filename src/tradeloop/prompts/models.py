@@ -52,14 +52,6 @@ class PromptTemplate(UUIDPrimaryKey, Timestamps, Base):
     total_latency_ms: Mapped[float] = mapped_column(Float(53), default=0.0)
     last_executed_at: Mapped[datetime | None]
 
-    @property
-    def success_rate(self) -> float | None:
-        return self.success_count / self.executions_count if self.executions_count else None
-
-    @property
-    def avg_latency_ms(self) -> float | None:
-        return self.total_latency_ms / self.executions_count if self.executions_count else None
-
 
 class PromptTemplateVersion(UUIDPrimaryKey, Base):
     """One immutable version of a template's content."""

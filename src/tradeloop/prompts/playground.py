@@ -26,6 +26,7 @@ from tradeloop.prompts.resolution import (
 from tradeloop.prompts.schemas import RenderBody, TestBody, TestRead
 from tradeloop.prompts.service import Actor
 from tradeloop.prompts.variables import check_values
+from tradeloop.schema_types import plain_decimal
 from tradeloop.settings import Settings
 
 
@@ -107,32 +108,36 @@ def _test_read(result: RenderResult, *, executed: bool, cost: Decimal,
     values.update(fields)
     return TestRead(rendered=result.text, chars=len(result.text),
                     template_id=result.template_id, version=result.version, executed=executed,
-                    cost_usd=str(cost), render_ms=result.render_ms, **values)
+                    cost_usd=plain_decimal(cost), render_ms=result.render_ms, **values)
 
 
-def stats(*, session: Session, template: PromptTemplate,
-          version: int | None = None) -> dict[str, Any]:
-    """The execution log's statistics of a template (or one version of it)."""
+def stats(*, session: Session, template: PromptTemplate, version: int | None = None,
+          owner_id: uuid.UUID | None) -> dict[str, Any]:
+    """The execution log's statistics of a template (or one version of it), over one owner's
+    executions (every user's when `owner_id` is None)."""
     if version is not None:
         service.get_version(session=session, template=template, version=version)
-    figures = llm.template_stats(session, template.id, version)
+    figures = llm.template_stats(session, template.id, version, owner_id=owner_id)
     return {"template_id": str(template.id), "version": version, **_jsonable(figures)}
 
 
-def performance(*, session: Session, template: PromptTemplate) -> dict[str, Any]:
+def performance(*, session: Session, template: PromptTemplate,
+                owner_id: uuid.UUID | None) -> dict[str, Any]:
     """Each version side by side (executions, success rate, latency, tokens, cost), newest
-    first, so an edit's effect shows at a glance."""
+    first, so an edit's effect shows at a glance; one owner's executions, or every user's."""
     rows = [{"version": v.version, "created_at": v.created_at.isoformat(),
              "change_note": v.change_note,
-             **_jsonable(llm.template_stats(session, template.id, v.version))}
+             **_jsonable(llm.template_stats(session, template.id, v.version,
+                                            owner_id=owner_id))}
             for v in service.list_versions(session=session, template=template)]
     return {"template_id": str(template.id), "name": template.name,
             "latest_version": template.latest_version, "versions": rows,
-            "overall": _jsonable(llm.template_stats(session, template.id, None))}
+            "overall": _jsonable(llm.template_stats(session, template.id, None,
+                                                    owner_id=owner_id))}
 
 
 def _jsonable(figures: dict[str, Any]) -> dict[str, Any]:
-    return {key: str(value) if isinstance(value, Decimal) else
+    return {key: plain_decimal(value) if isinstance(value, Decimal) else
             value.isoformat() if hasattr(value, "isoformat") else value
             for key, value in figures.items()}
 

@@ -3,12 +3,14 @@ versions and one for the labels of a whole page)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from tradeloop.llm import service as llm
 from tradeloop.prompts import service
 from tradeloop.prompts.models import PromptLabelEvent, PromptTemplate, PromptTemplateVersion
 from tradeloop.prompts.resolution import SERVED_LABEL
@@ -48,12 +50,15 @@ def changes(body: TemplateUpdate) -> service.TemplateChanges:
         timeframe=body.timeframe, language=body.language, change_note=body.change_note)
 
 
-def template(session: Session, row: PromptTemplate) -> TemplateRead:
-    return templates(session, [row])[0]
+def template(session: Session, row: PromptTemplate,
+             usage_of: uuid.UUID | None) -> TemplateRead:
+    return templates(session, [row], usage_of)[0]
 
 
-def templates(session: Session, rows: Sequence[PromptTemplate]) -> list[TemplateRead]:
-    """API shapes of `rows` with their latest version and labels, in two queries."""
+def templates(session: Session, rows: Sequence[PromptTemplate],
+              usage_of: uuid.UUID | None) -> list[TemplateRead]:
+    """API shapes of `rows` with their latest version, labels and the usage of `usage_of`'s
+    executions (every user's when None), in at most three queries."""
     if not rows:
         return []
     session.flush()
@@ -61,11 +66,30 @@ def templates(session: Session, rows: Sequence[PromptTemplate]) -> list[Template
     latest = {v.template_id: v for v in session.scalars(select(PromptTemplateVersion).where(
         tuple_(PromptTemplateVersion.template_id, PromptTemplateVersion.version).in_(keys)))}
     labels = service.labels_of(session=session, template_ids=[row.id for row in rows])
-    return [_read(row, latest[row.id], labels[row.id]) for row in rows]
+    usage = _usage(session, rows, usage_of)
+    return [_read(row, latest[row.id], labels[row.id], usage[row.id]) for row in rows]
 
 
-def _read(row: PromptTemplate, latest: PromptTemplateVersion,
-          labels: dict[str, int]) -> TemplateRead:
+def _usage(session: Session, rows: Sequence[PromptTemplate],
+           owner_id: uuid.UUID | None) -> dict[uuid.UUID, llm.TemplateUsage]:
+    """Per template: its counters when they hold only what is asked for (every user's, or
+    the owner's own template, which nobody else can run), else the owner's executions of it
+    from the log: a global template's counters hold every user's, which are not theirs to see."""
+    if owner_id is None:
+        return {row.id: _counters(row) for row in rows}
+    shared = {row.id for row in rows if row.user_id != owner_id}
+    runs = llm.usage_by_template(session, sorted(shared), owner_id)
+    return {row.id: runs.get(row.id, llm.TemplateUsage()) if row.id in shared
+            else _counters(row) for row in rows}
+
+
+def _counters(row: PromptTemplate) -> llm.TemplateUsage:
+    return llm.TemplateUsage(row.executions_count, row.success_count, row.total_latency_ms,
+                             row.last_executed_at)
+
+
+def _read(row: PromptTemplate, latest: PromptTemplateVersion, labels: dict[str, int],
+          usage: llm.TemplateUsage) -> TemplateRead:
     return TemplateRead(
         id=row.id, name=row.name, description=row.description,
         template_type=row.template_type, timeframe=row.timeframe, language=row.language,
@@ -75,9 +99,9 @@ def _read(row: PromptTemplate, latest: PromptTemplateVersion,
         template_text=latest.template_text, variables=latest.variables,
         model_config_=latest.model_config_, created_by=row.created_by,
         created_at=row.inserted_at, updated_at=row.updated_at,
-        usage=UsageStats(executions=row.executions_count, success_rate=row.success_rate,
-                         avg_latency_ms=row.avg_latency_ms,
-                         last_executed_at=row.last_executed_at))
+        usage=UsageStats(executions=usage.executions, success_rate=usage.success_rate,
+                         avg_latency_ms=usage.avg_latency_ms,
+                         last_executed_at=usage.last_executed_at))
 
 
 def versions(session: Session, row: PromptTemplate,

@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tradeloop.llm.schemas import ProviderName
+from tradeloop.schema_types import Version
+
 TEXT_LIMIT = 200_000  # parsing bound; the configured template cap is checked by the service
 
 
@@ -16,7 +19,7 @@ class ModelConfigBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: Literal["local", "openai", "anthropic"] | None = None
+    provider: ProviderName | None = None
     model_name: str | None = Field(default=None, max_length=200)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=200_000)
@@ -147,7 +150,7 @@ class LabelBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label: str = Field(min_length=1, max_length=64)
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
 
 
 class LabelRead(BaseModel):
@@ -178,7 +181,7 @@ class LabelHistory(BaseModel):
 class RollbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: Version
 
 
 class CloneBody(BaseModel):
@@ -186,7 +189,7 @@ class CloneBody(BaseModel):
 
     strategy_id: uuid.UUID | None = None
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
 
 
 class ValidateBody(BaseModel):
@@ -207,7 +210,7 @@ class RenderBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     template_id: uuid.UUID | None = None
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
     template_text: str | None = Field(default=None, max_length=TEXT_LIMIT)
     variables: dict[str, Any] = Field(default_factory=dict)
 

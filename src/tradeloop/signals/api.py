@@ -20,6 +20,7 @@ from tradeloop.deps import SessionDep, client_address
 from tradeloop.driver import DriverConnection
 from tradeloop.errors import AppError, error_responses
 from tradeloop.logs import current_correlation_id
+from tradeloop.schema_types import Limit, Offset
 from tradeloop.settings import Settings
 from tradeloop.signals import endpoints, generation, positions, service
 from tradeloop.signals import tasks as signal_tasks
@@ -259,8 +260,8 @@ def rotate_secret(endpoint_id: uuid.UUID, user: CurrentUser,
 def list_signals(user: CurrentUser, session: SessionDep, symbol: str | None = None,
                  status_: Annotated[SignalStatus | None, Query(alias="status")] = None,
                  origin: SignalOrigin | None = None,
-                 limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                 offset: Annotated[int, Query(ge=0)] = 0) -> SignalList:
+                 limit: Limit = 50,
+                 offset: Offset = 0) -> SignalList:
     """The caller's signals, newest first."""
     rows, total = service.list_signals(
         session=session, owner_id=user.id, symbol=symbol,
@@ -279,8 +280,8 @@ def get_signal(signal_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> 
 @router.get("/api/v1/processing-errors")
 def list_processing_errors(user: CurrentUser, session: SessionDep, stage: str | None = None,
                            endpoint_id: uuid.UUID | None = None,
-                           limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                           offset: Annotated[int, Query(ge=0)] = 0) -> ProcessingErrorList:
+                           limit: Limit = 50,
+                           offset: Offset = 0) -> ProcessingErrorList:
     """Why the caller's signals were refused, newest first (bodies without secrets)."""
     rows, total = service.list_processing_errors(
         session=session, owner_id=user.id, stage=stage, endpoint_id=endpoint_id, limit=limit,
@@ -295,8 +296,8 @@ def list_processing_errors(user: CurrentUser, session: SessionDep, stage: str | 
 @router.get("/api/v1/decisions", tags=["positions"])
 def list_decisions(user: CurrentUser, session: SessionDep, signal_id: uuid.UUID | None = None,
                    action: DecisionAction | None = None,
-                   limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                   offset: Annotated[int, Query(ge=0)] = 0) -> DecisionList:
+                   limit: Limit = 50,
+                   offset: Offset = 0) -> DecisionList:
     """What processing decided for the caller's signals, newest first."""
     rows, total = positions.list_decisions(
         session=session, owner_id=user.id, signal_id=signal_id,
@@ -309,8 +310,8 @@ def list_decisions(user: CurrentUser, session: SessionDep, signal_id: uuid.UUID 
 def list_positions(user: CurrentUser, session: SessionDep,
                    status_: Annotated[PositionStatus | None, Query(alias="status")] = None,
                    symbol: str | None = None,
-                   limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                   offset: Annotated[int, Query(ge=0)] = 0) -> PositionList:
+                   limit: Limit = 50,
+                   offset: Offset = 0) -> PositionList:
     """The caller's paper positions, newest first, marked to market, with their totals."""
     rows, total = positions.list_positions(
         session=session, owner_id=user.id, status=status_.value if status_ else None,

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from tradeloop.market_data.calendar import MarketCalendar
 from tradeloop.market_data.service import BarArrays, load_bars, utc_datetime
 from tradeloop.market_data.timeframes import DAILY_TIMEFRAMES, TIMEFRAME_SECONDS
+from tradeloop.schema_types import plain_decimal
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +56,8 @@ class MarketContext:
         return bool(self.problems)
 
     def as_json(self) -> dict[str, Any]:
-        return {"latest_close": None if self.latest_close is None else str(self.latest_close),
+        return {"latest_close": None if self.latest_close is None
+                else plain_decimal(self.latest_close),
                 "bar_time": self.bar_time.isoformat() if self.bar_time else None,
                 "timeframe": self.timeframe, "trend": self.trend, "sma20": self.sma20,
                 "sma50": self.sma50, "atr_pct": self.atr_pct, "problems": self.problems}

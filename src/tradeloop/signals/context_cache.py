@@ -8,8 +8,10 @@ once (an import by the CLI, a GEX post to another API process), without any mess
 TTL bounds how long one process keeps a context it never needed again.
 
 Staleness (old bars, old GEX) is judged at each lookup against the signal's time, so a cached
-context never hides that its data aged. Every failure degrades: processing goes on with what
-is known and the problems are recorded with the decision and in `context_snapshots`.
+context never hides that its data aged. Synthetic (demo) series are never stale: no feed stands
+behind them that could have stopped, and they are extended every day (market_data.tasks).
+Every failure degrades: processing goes on with what is known and the problems are recorded
+with the decision and in `context_snapshots`.
 """
 
 from __future__ import annotations
@@ -89,15 +91,20 @@ class SignalContext:
 class _Stamp:
     """What the entry was built from: equal stamps mean equal inputs."""
 
-    series: tuple[tuple[str, str, datetime | None], ...]  # (timeframe, fingerprint, last_ts)
+    # (timeframe, fingerprint, last_ts, synthetic)
+    series: tuple[tuple[str, str, datetime | None, bool], ...]
     gex_id: uuid.UUID | None
     gex_as_of: datetime | None
 
     def newest(self) -> datetime | None:
-        times = [last for _, _, last in self.series if last is not None]
+        times = [last for _, _, last, _ in self.series if last is not None]
         if self.gex_as_of is not None:
             times.append(self.gex_as_of)
         return max(times, default=None)
+
+    def synthetic(self, timeframe: str | None) -> bool:
+        """Whether the series of `timeframe` holds generated (demo) bars."""
+        return any(synthetic for frame, _, _, synthetic in self.series if frame == timeframe)
 
 
 @dataclass(frozen=True)
@@ -202,9 +209,9 @@ class ContextCache:
                 build_ms=_ms_since(started))
         levels = None if entry.gex is None else replace(
             entry.gex, stale=at - entry.gex.as_of > self.policy.gex_max_age)
-        problems = [*entry.market.problems, *_staleness(entry.market, levels, symbol=symbol,
-                                                         at=at, calendar=calendar,
-                                                         policy=self.policy)]
+        problems = [*entry.market.problems, *_staleness(
+            entry.market, levels, symbol=symbol, at=at, calendar=calendar, policy=self.policy,
+            synthetic_bars=stamp.synthetic(entry.market.timeframe))]
         return SignalContext(entry.market, levels, problems, hit, _ms_since(started))
 
 
@@ -243,7 +250,7 @@ _GEX_HEAD = select(
     _LATEST_GEX.with_only_columns(_GEX.c.as_of).scalar_subquery().label("gex_as_of"),
 ).subquery("latest_gex")
 _STAMP = (select(_GEX_HEAD.c.gex_id, _GEX_HEAD.c.gex_as_of, _SERIES.c.timeframe,
-                 _SERIES.c.fingerprint, _SERIES.c.last_ts)
+                 _SERIES.c.fingerprint, _SERIES.c.last_ts, _SERIES.c.synthetic)
           .select_from(_GEX_HEAD.outerjoin(_SERIES, and_(
               _SERIES.c.symbol == bindparam("series_symbol"),
               _SERIES.c.timeframe.in_(bindparam("timeframes", expanding=True))))))
@@ -255,8 +262,8 @@ def _read_stamp(session: Session, owner_id: uuid.UUID, symbol: str, timeframe: s
         "owner_id": owner_id, "symbol": symbol,
         "series_symbol": market_data.normalize_symbol(symbol),
         "timeframes": sorted({timeframe, FALLBACK_TIMEFRAME})})
-    series = tuple(sorted((row.timeframe, row.fingerprint, row.last_ts) for row in rows
-                          if row.timeframe is not None))
+    series = tuple(sorted((row.timeframe, row.fingerprint, row.last_ts, bool(row.synthetic))
+                          for row in rows if row.timeframe is not None))
     return _Stamp(series, rows[0].gex_id, rows[0].gex_as_of)
 
 
@@ -277,10 +284,12 @@ def _failed(market: MarketContext) -> bool:
 
 
 def _staleness(market: MarketContext, levels: GexLevels | None, *, symbol: str, at: datetime,
-               calendar: MarketCalendar, policy: ContextPolicy) -> list[Problem]:
+               calendar: MarketCalendar, policy: ContextPolicy,
+               synthetic_bars: bool) -> list[Problem]:
     problems = []
-    bars = stale_bars(market, symbol=symbol, at=at, calendar=calendar,
-                      after_bars=policy.stale_after_bars)
+    bars = None if synthetic_bars else stale_bars(market, symbol=symbol, at=at,
+                                                  calendar=calendar,
+                                                  after_bars=policy.stale_after_bars)
     if bars is not None:
         problems.append(bars)
     if levels is not None and levels.stale:

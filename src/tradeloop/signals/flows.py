@@ -17,7 +17,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, select
@@ -27,6 +26,7 @@ from tradeloop.db import Database
 from tradeloop.driver import DriverConnection
 from tradeloop.market_data.calendar import MarketCalendar, calendar_from_settings
 from tradeloop.market_data.timeframes import DAILY_TIMEFRAMES, TIMEFRAME_SECONDS
+from tradeloop.schema_types import plain_decimal
 from tradeloop.settings import Settings, get_settings
 from tradeloop.signals.context_cache import ContextCache, ContextPolicy, store_snapshot
 from tradeloop.signals.live_strategies import evaluate_new_bar
@@ -290,5 +290,5 @@ def record_failure(db: Database, signal_id: uuid.UUID, exc: Exception) -> None:
             details={"symbol": signal.symbol, "direction": signal.direction}))
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else plain_decimal(value)

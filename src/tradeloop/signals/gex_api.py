@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Response, status
 
 from tradeloop.accounts.dependencies import CurrentUser
 from tradeloop.deps import SessionDep
+from tradeloop.schema_types import Limit, Offset
 from tradeloop.signals import gex
 from tradeloop.signals.gex_schemas import GexIn, GexList, GexRead
 
@@ -30,8 +30,8 @@ def record_gex(body: GexIn, user: CurrentUser, session: SessionDep,
 
 @router.get("")
 def list_gex(user: CurrentUser, session: SessionDep, symbol: str | None = None,
-             limit: Annotated[int, Query(ge=1, le=500)] = 50,
-             offset: Annotated[int, Query(ge=0)] = 0) -> GexList:
+             limit: Limit = 50,
+             offset: Offset = 0) -> GexList:
     """The caller's snapshots, newest `as_of` first."""
     rows, total = gex.list_gex(session=session, owner_id=user.id, symbol=symbol, limit=limit,
                                offset=offset)

@@ -7,21 +7,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tradeloop.signals.schemas import SignalPrice, Source, Symbol, UTCTimestamp
+from tradeloop.schema_types import PlainDecimal, UTCTimestamp
+from tradeloop.signals.schemas import SignalPrice, Source, Symbol
 
-# |net GEX| stays below 1e24 (the Numeric(28, 4) column); real values are around 1e9-1e11.
+# |net GEX| stays below 1e24 with at most 4 decimals (the Numeric(28, 4) column: refused,
+# not rounded, beyond it); real values are around 1e9-1e11.
 MAX_NET_GEX = Decimal(10) ** 24
-GEX_QUANTUM = Decimal("1e-4")
-
-
-def _net_gex(value: Decimal) -> Decimal:
-    return value.quantize(GEX_QUANTUM)
-
-
-NetGex = Annotated[Decimal, Field(gt=-MAX_NET_GEX, lt=MAX_NET_GEX, allow_inf_nan=False),
-                   AfterValidator(_net_gex)]
+NetGex = Annotated[Decimal, Field(gt=-MAX_NET_GEX, lt=MAX_NET_GEX, max_digits=28,
+                                  decimal_places=4, allow_inf_nan=False)]
 
 
 class GexIn(BaseModel):
@@ -51,11 +46,11 @@ class GexRead(BaseModel):
     id: uuid.UUID
     symbol: str
     as_of: datetime
-    net_gex: Decimal
-    gamma_flip: Decimal
-    call_wall: Decimal
-    put_wall: Decimal
-    spot_price: Decimal | None
+    net_gex: PlainDecimal
+    gamma_flip: PlainDecimal
+    call_wall: PlainDecimal
+    put_wall: PlainDecimal
+    spot_price: PlainDecimal | None
     source: str
     received_at: datetime
 

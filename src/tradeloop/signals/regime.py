@@ -20,6 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from tradeloop.schema_types import plain_decimal
 from tradeloop.signals.models import Direction
 
 HUNDRED = Decimal(100)
@@ -38,9 +39,10 @@ class GexLevels:
     id: uuid.UUID | None = None  # the gex_signals row
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": str(self.id) if self.id else None, "net_gex": str(self.net_gex),
-                "gamma_flip": str(self.gamma_flip), "call_wall": str(self.call_wall),
-                "put_wall": str(self.put_wall), "as_of": self.as_of.isoformat(),
+        return {"id": str(self.id) if self.id else None, "net_gex": plain_decimal(self.net_gex),
+                "gamma_flip": plain_decimal(self.gamma_flip),
+                "call_wall": plain_decimal(self.call_wall),
+                "put_wall": plain_decimal(self.put_wall), "as_of": self.as_of.isoformat(),
                 "stale": self.stale}
 
 
@@ -59,7 +61,7 @@ class Regime:
     def as_json(self) -> dict[str, Any]:
         return {"gamma": self.gamma, "behaviour": self.behaviour, "flip_side": self.flip_side,
                 "near_call_wall": self.near_call_wall, "near_put_wall": self.near_put_wall,
-                "price": str(self.price), **self.levels.as_json()}
+                "price": plain_decimal(self.price), **self.levels.as_json()}
 
 
 def regime(levels: GexLevels, price: Decimal, buffer_pct: Decimal) -> Regime:

@@ -7,7 +7,7 @@ import binascii
 import ipaddress
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from tradeloop.schema_types import MAX_INT32, PlainDecimal, UTCTimestamp, non_finite_numbers
 from tradeloop.signals.models import AuthMode, Direction
 
 DIRECTIONS: dict[str, Direction] = {
@@ -32,7 +33,6 @@ DIRECTIONS: dict[str, Direction] = {
 }
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9._:/!^&=+-]{0,31}")
 MAX_PRICE = Decimal(10) ** 12
-PRICE_QUANTUM = Decimal("1e-8")
 MAX_KEY_LENGTH = 200
 WHSEC_PREFIX = "whsec_"  # the Standard Webhooks secret prefix
 
@@ -57,15 +57,6 @@ def _direction(value: str) -> str:
         raise ValueError("must be one of CALL, PUT, LONG, SHORT, BUY, SELL, EXIT "
                          "(any case; FLAT and CLOSE mean EXIT)")
     return value
-
-
-def _utc(value: datetime) -> datetime:
-    # A timestamp without an offset is UTC (TradingView's {{time}} and {{timenow}} are).
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _price(value: Decimal | None) -> Decimal | None:
-    return None if value is None else value.quantize(PRICE_QUANTUM)
 
 
 def _int_as_str(value: Any) -> Any:
@@ -106,9 +97,10 @@ RawDirection = Annotated[str, _stripped(16), AfterValidator(_direction)]
 Timeframe = Annotated[str, _stripped(16), AfterValidator(_printable)]
 SignalId = Annotated[str, BeforeValidator(_int_as_str), _stripped(MAX_KEY_LENGTH),
                      AfterValidator(_printable)]
-UTCTimestamp = Annotated[datetime, AfterValidator(_utc)]
-SignalPrice = Annotated[Decimal, Field(gt=0, lt=MAX_PRICE, allow_inf_nan=False),
-                        AfterValidator(_price)]
+# The Numeric(20, 8) price columns: a price they cannot hold exactly is refused, not rounded
+# (1e-9 would be stored as 0 and the decision would see no price).
+SignalPrice = Annotated[Decimal, Field(gt=0, lt=MAX_PRICE, max_digits=20, decimal_places=8,
+                                       allow_inf_nan=False)]
 
 
 class SignalMetadata(BaseModel):
@@ -121,7 +113,14 @@ class SignalMetadata(BaseModel):
 
     @model_validator(mode="after")
     def _storable(self) -> SignalMetadata:
-        _clean_json(self.model_extra or {})
+        extra = self.model_extra or {}
+        _clean_json(extra)
+        # JSON would store NaN and infinities (`1e400`) as null: refused, not changed.
+        locations = non_finite_numbers(extra)
+        if locations:
+            paths = [".".join(map(str, ("metadata", *location))) for location in locations]
+            raise ValueError(f"{', '.join(paths)} must be finite numbers" if len(paths) > 1
+                             else f"{paths[0]} must be a finite number")
         return self
 
 
@@ -203,9 +202,9 @@ class RiskSettings(BaseModel):
 
     min_score: Finite | None = None
     min_confidence: Finite | None = Field(default=None, ge=0, le=1)
-    max_open_positions: int | None = Field(default=None, ge=0)
+    max_open_positions: int | None = Field(default=None, ge=0, le=MAX_INT32)
     max_exposure: Finite | None = Field(default=None, ge=0)
-    cooldown_seconds: int | None = Field(default=None, ge=0)
+    cooldown_seconds: int | None = Field(default=None, ge=0, le=MAX_INT32)
     daily_loss_limit: Finite | None = Field(default=None, ge=0)
     position_notional: Finite | None = Field(
         default=None, gt=0, description="Notional of each paper position (default 1000)")
@@ -281,7 +280,7 @@ class SignalRead(BaseModel):
     raw_direction: str
     timeframe: str
     signal_time: datetime
-    price: Decimal | None
+    price: PlainDecimal | None
     score: float | None
     confidence: float | None
     metadata: dict[str, Any] = Field(validation_alias="metadata_")
@@ -296,15 +295,15 @@ class SignalRead(BaseModel):
     prompt_type: str | None
     outcome: str | None
     actual_r_multiple: float | None
-    profit_loss: Decimal | None
-    exit_price: Decimal | None
+    profit_loss: PlainDecimal | None
+    exit_price: PlainDecimal | None
     exit_time: datetime | None
-    entry_price_low: Decimal | None
-    entry_price_high: Decimal | None
-    stop_loss: Decimal | None
-    target_conservative: Decimal | None
-    target_aggressive: Decimal | None
-    execution_price: Decimal | None
+    entry_price_low: PlainDecimal | None
+    entry_price_high: PlainDecimal | None
+    stop_loss: PlainDecimal | None
+    target_conservative: PlainDecimal | None
+    target_aggressive: PlainDecimal | None
+    execution_price: PlainDecimal | None
 
 
 class SignalList(BaseModel):
@@ -356,7 +355,7 @@ class ExecutionSummary(BaseModel):
     model: str
     input_tokens: int
     output_tokens: int
-    cost_usd: Decimal
+    cost_usd: PlainDecimal
     latency_ms: float
 
 

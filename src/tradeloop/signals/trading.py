@@ -11,6 +11,7 @@ from datetime import date, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from tradeloop.schema_types import plain_decimal
 from tradeloop.signals.models import DecisionAction, Direction
 from tradeloop.signals.regime import Regime, gex_refusal
 
@@ -56,7 +57,7 @@ class RiskGates:
                    or DEFAULT_WALL_BUFFER_PCT)
 
     def as_json(self) -> dict[str, Any]:
-        return {name: (str(value) if isinstance(value, Decimal) else value)
+        return {name: (plain_decimal(value) if isinstance(value, Decimal) else value)
                 for name, value in self.__dict__.items()}
 
 

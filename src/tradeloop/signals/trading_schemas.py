@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tradeloop.signals.schemas import MAX_PRICE
+from tradeloop.schema_types import PlainDecimal
+from tradeloop.signals.schemas import SignalPrice
 
 
 class DecisionRead(BaseModel):
@@ -38,15 +38,15 @@ class PositionRead(BaseModel):
     id: uuid.UUID
     symbol: str
     side: str
-    quantity: Decimal
-    entry_price: Decimal
+    quantity: PlainDecimal
+    entry_price: PlainDecimal
     opened_at: datetime
     status: str
-    exit_price: Decimal | None
+    exit_price: PlainDecimal | None
     closed_at: datetime | None
-    realized_pnl: Decimal | None
-    unrealized_pnl: Decimal | None
-    mark_price: Decimal | None
+    realized_pnl: PlainDecimal | None
+    unrealized_pnl: PlainDecimal | None
+    mark_price: PlainDecimal | None
     marked_at: datetime | None
     signal_id: uuid.UUID | None
     closing_signal_id: uuid.UUID | None
@@ -58,9 +58,9 @@ class PositionSummary(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     open_positions: int
-    exposure: Decimal = Field(description="Open quantity x entry price")
-    unrealized_pnl: Decimal = Field(description="Open positions at their latest marks")
-    realized_pnl: Decimal = Field(description="Closed positions")
+    exposure: PlainDecimal = Field(description="Open quantity x entry price")
+    unrealized_pnl: PlainDecimal = Field(description="Open positions at their latest marks")
+    realized_pnl: PlainDecimal = Field(description="Closed positions")
     last_marked_at: datetime | None
 
 
@@ -75,5 +75,5 @@ class PositionList(BaseModel):
 class ClosePositionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    price: Decimal | None = Field(default=None, gt=0, lt=MAX_PRICE, allow_inf_nan=False,
-                                  description="Default: the latest stored bar close")
+    price: SignalPrice | None = Field(default=None,
+                                      description="Default: the latest stored bar close")

@@ -11,6 +11,7 @@ from tradeloop.accounts.dependencies import CurrentUser
 from tradeloop.backtest.service import activate_strategy
 from tradeloop.deps import SessionDep
 from tradeloop.errors import error_responses
+from tradeloop.schema_types import Limit, Offset
 from tradeloop.strategies import service
 from tradeloop.strategies.definition import validate_definition
 from tradeloop.strategies.schemas import (
@@ -47,8 +48,8 @@ def create(body: StrategyCreate, user: CurrentUser, session: SessionDep) -> Stra
 def list_strategies(user: CurrentUser, session: SessionDep,
                     status_: Annotated[str | None, Query(alias="status")] = None,
                     name: str | None = None,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> StrategyList:
+                    limit: Limit = 50,
+                    offset: Offset = 0) -> StrategyList:
     """The caller's strategies, most recently changed first."""
     rows, total = service.list_strategies(session=session, owner_id=user.id, status=status_,
                                           name=name, limit=limit, offset=offset)

@@ -2,9 +2,11 @@
 its line and column.
 
 The YAML is composed with PyYAML's safe loader into nodes (never constructed into arbitrary
-objects), anchors/aliases and custom tags are refused (no alias bombs, no object tags), and
-each expression is checked by `expressions`. Errors are collected, not raised one at a time,
-so an editor can underline all of them at once.
+objects); before that, the parser's events are read once to refuse anchors/aliases and custom
+tags (no alias bombs, no object tags) and nesting deeper than MAX_YAML_DEPTH (the composer
+recurses once per level). Numbers must be finite and of a bounded magnitude
+(`expressions.number_problem`), and each expression is checked by `expressions`. Errors are
+collected, not raised one at a time, so an editor can underline all of them at once.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import yaml
 from tradeloop.market_data.timeframes import TIMEFRAMES
 from tradeloop.strategies.expressions import (
     SERIES_NAMES,
+    TOO_LARGE,
     ExpressionError,
     Kind,
     Scope,
     infer_kind,
+    number_problem,
     parse_expression,
     referenced_names,
 )
@@ -33,6 +37,8 @@ MAX_DEFINITION_CHARS = 20_000
 MAX_INDICATORS = 64
 MAX_PARAMS = 32
 MAX_SYMBOLS = 50
+MAX_YAML_DEPTH = 10
+MAX_CALLS = 100
 TOP_LEVEL_KEYS = ("name", "description", "timeframe", "symbols", "params", "indicators",
                   "entry", "exit", "risk")
 RULE_SIDES = ("long", "short")
@@ -119,6 +125,7 @@ class _DefinitionReader:
     def __init__(self, text: str):
         self.text = text
         self.errors: list[DefinitionError] = []
+        self.calls = 0  # function calls in the expressions read so far
 
     def error(self, node: yaml.Node | None, message: str) -> None:
         line, column = _position(node)
@@ -159,12 +166,11 @@ class _DefinitionReader:
                 1, 1, f"definition is longer than {MAX_DEFINITION_CHARS} characters"))
             return None
         try:
-            for token in yaml.scan(self.text, Loader=yaml.SafeLoader):
-                if isinstance(token, yaml.AnchorToken | yaml.AliasToken | yaml.TagToken):
-                    self.error(_MarkNode(token.start_mark),
-                               "YAML anchors, aliases and tags are not allowed")
-                    return None
-            root = yaml.compose(self.text, Loader=yaml.SafeLoader)
+            refusal = _structure_refusal(self.text)
+            if refusal is not None:
+                self.error(_MarkNode(refusal[0]), refusal[1])
+                return None
+            root = yaml.compose(self.text, Loader=_Loader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             problem = exc.problem or exc.context or "invalid YAML"
@@ -196,11 +202,21 @@ class _DefinitionReader:
                 items[key] = value_node
         return items
 
-    def _scalar(self, node: yaml.Node, what: str) -> object:
+    def _number(self, node: yaml.Node, what: str) -> int | float | None:
+        """The node's number, or None after an error naming `what`."""
         if not isinstance(node, yaml.ScalarNode):
             self.error(node, f"{what} must be a single value")
             return None
-        return yaml.SafeLoader("").construct_object(node)  # type: ignore[no-untyped-call]
+        try:
+            value = yaml.SafeLoader("").construct_object(node)  # type: ignore[no-untyped-call]
+        except ValueError:  # an integer of more digits than Python converts (4,300)
+            self.error(node, f"{what} {TOO_LARGE}")
+            return None
+        problem = number_problem(value, str(node.value))
+        if problem:
+            self.error(node, f"{what} {problem}")
+            return None
+        return value
 
     def _text(self, node: yaml.Node | None, what: str) -> str | None:
         if node is None:
@@ -252,14 +268,10 @@ class _DefinitionReader:
         if len(items) > MAX_PARAMS:
             self.error(node, f"at most {MAX_PARAMS} params")
         for name, value_node in items.items():
-            value = self._scalar(value_node, f"param '{name}'")
             if not self._check_identifier(name, value_node, "param"):
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                self.error(value_node, f"param '{name}' must be a number")
-            elif value != value or value in (float("inf"), float("-inf")):
-                self.error(value_node, f"param '{name}' must be a finite number")
-            else:
+            value = self._number(value_node, f"param '{name}'")
+            if value is not None:
                 params[name] = value
         return params
 
@@ -362,6 +374,11 @@ class _DefinitionReader:
             self.errors.append(DefinitionError(source.line, source.column + exc.offset,
                                                f"{what}: {exc.message}"))
             return None
+        calls = sum(isinstance(node, ast.Call) for node in ast.walk(tree))
+        self.calls += calls
+        if self.calls > MAX_CALLS >= self.calls - calls:  # reported once, where it is crossed
+            self.error_at(source, f"{what}: more than {MAX_CALLS} function calls in the "
+                          "definition (each one is a pass over every bar)")
         return Expression(source.text, tree, source.line, source.column)
 
     def _kind(self, expression: Expression, scope: Scope) -> Kind | None:
@@ -375,9 +392,8 @@ class _DefinitionReader:
     def _risk(self, node: yaml.Node | None) -> RiskSettings:
         values: dict[str, float] = {}
         for key, value_node in self._mapping(node, RISK_KEYS, "risk").items():
-            value = self._scalar(value_node, f"risk.{key}")
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                self.error(value_node, f"risk.{key} must be a number")
+            value = self._number(value_node, f"risk.{key}")
+            if value is None:
                 continue
             upper = 1000.0 if key == "take_profit_pct" else 100.0
             if not 0 < value <= upper or (key == "stop_loss_pct" and value >= 100):
@@ -446,6 +462,47 @@ def _top_level_pieces(text: str, start: int, end: int) -> Iterator[tuple[int, st
             if text[piece_start:index].strip():
                 yield piece_start, text[piece_start:index]
             piece_start = index + 1
+
+
+_TOO_DEEP = f"YAML is nested deeper than {MAX_YAML_DEPTH} levels of lists/mappings"
+
+
+class _FlowTooDeepError(Exception):
+    def __init__(self, mark: yaml.Mark):
+        super().__init__(_TOO_DEEP)
+        self.mark = mark
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, stopping at the first flow collection (`[`, `{`) nested deeper than
+    MAX_YAML_DEPTH: the scanner looks up to 1,024 characters ahead for a key, over every open
+    collection, so a run of `[[[[…` would cost it ~0.6 s before the parser saw any depth."""
+
+    def fetch_flow_collection_start(self, token_class: type[yaml.Token]) -> None:
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise _FlowTooDeepError(self.get_mark())  # type: ignore[no-untyped-call]
+        super().fetch_flow_collection_start(token_class)
+
+
+def _structure_refusal(text: str) -> tuple[yaml.Mark, str] | None:
+    """Where and why the YAML is refused before it is composed: the first anchor, alias or
+    tag, or collection nested deeper than MAX_YAML_DEPTH. The parser emits events without
+    recursing, so this stops at the first offending level, whatever the depth of the text."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if (getattr(event, "anchor", None) is not None
+                    or getattr(event, "tag", None) is not None):
+                return event.start_mark, "YAML anchors, aliases and tags are not allowed"
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    return event.start_mark, _TOO_DEEP
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except _FlowTooDeepError as exc:
+        return exc.mark, _TOO_DEEP
+    return None
 
 
 class _MarkNode(yaml.Node):

@@ -3,17 +3,22 @@ whitelist, type-checked, and evaluated over NumPy arrays by a small tree walker.
 
 Nothing here ever calls `eval`/`exec` or touches an attribute of a user-supplied object: the
 only callables reachable from a definition are the functions in `indicators.FUNCTIONS`.
-Allowed syntax: numbers, names (series, params, indicators), `+ - * /`, unary minus,
-comparisons (chains too), `and`/`or`/`not`, and calls of known functions with positional
-arguments. Everything else (attributes, subscripts, lambdas, comprehensions, keywords,
-strings, `**`) is refused with the position of the offending piece.
+Allowed syntax: numbers (0 or 1e-15 to 1e15 in magnitude), names (series, params,
+indicators), `+ - * /`, unary minus, comparisons (chains too), `and`/`or`/`not`, and calls of
+known functions with positional arguments. Everything else (attributes, subscripts, lambdas,
+comprehensions, keywords, strings, `**`) is refused with the position of the offending piece.
+Nesting is bounded (parentheses and the tree, MAX_EXPRESSION_DEPTH), and a function call is
+rehearsed on empty series at validation, so whatever it would refuse is refused up front.
+Scalars evaluate as NumPy floats, like the series: 1 / 0 is inf, not an exception.
 """
 
 from __future__ import annotations
 
 import ast
 import enum
+import math
 import operator
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +31,13 @@ SERIES_NAMES = ("open", "high", "low", "close", "volume")
 MAX_EXPRESSION_CHARS = 1_000
 MAX_EXPRESSION_DEPTH = 32
 MAX_PERIOD = 100_000
+# Numbers written in a definition (literals, params, overrides) are 0 or 1e-15 to 1e15 in
+# magnitude: within float64's range with room to spare for + - * / of them.
+MAGNITUDE_DIGITS = 15
+MAX_MAGNITUDE = 10.0 ** MAGNITUDE_DIGITS
+MIN_MAGNITUDE = 10.0 ** -MAGNITUDE_DIGITS
+TOO_LARGE = f"is too large: numbers are at most 1e{MAGNITUDE_DIGITS} in magnitude"
+TOO_SMALL = f"is too small: numbers are 0 or at least 1e-{MAGNITUDE_DIGITS} in magnitude"
 
 Value = np.ndarray | float | bool
 
@@ -77,17 +89,37 @@ def parse_expression(text: str) -> ast.expr:
     """Parse one expression and check it against the whitelist; ExpressionError otherwise."""
     if len(text) > MAX_EXPRESSION_CHARS:
         raise ExpressionError(f"expression is longer than {MAX_EXPRESSION_CHARS} characters")
-    if not text.strip():
+    source = text.strip()
+    if not source:
         raise ExpressionError("expression is empty")
+    _check_bracket_depth(source)
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"syntax error: {exc.msg}", max((exc.offset or 1) - 1, 0)) from None
     except (RecursionError, MemoryError, ValueError):
         raise ExpressionError("expression is too complex to parse") from None
     _check_depth(tree.body)
-    _check_whitelist(tree.body)
+    _check_whitelist(tree.body, source)
     return tree.body
+
+
+def _too_deep(offset: int) -> ExpressionError:
+    return ExpressionError(f"expression is nested deeper than {MAX_EXPRESSION_DEPTH} levels",
+                           offset)
+
+
+def _check_bracket_depth(source: str) -> None:
+    # Before the parser: parentheses make no node of their own, so the depth of the tree does
+    # not see them, and CPython's parser gives up on deep ones with an obscure message.
+    depth = 0
+    for offset, char in enumerate(source):
+        if char in "([{":
+            depth += 1
+            if depth > MAX_EXPRESSION_DEPTH:
+                raise _too_deep(offset - source.rfind("\n", 0, offset) - 1)
+        elif char in ")]}":
+            depth -= 1
 
 
 def _check_depth(node: ast.expr) -> None:
@@ -95,13 +127,33 @@ def _check_depth(node: ast.expr) -> None:
     while stack:
         current, depth = stack.pop()
         if depth > MAX_EXPRESSION_DEPTH:
-            raise ExpressionError(
-                f"expression is nested deeper than {MAX_EXPRESSION_DEPTH} levels",
-                getattr(current, "col_offset", 0))
+            raise _too_deep(getattr(current, "col_offset", 0))
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(current))
 
 
-def _check_whitelist(node: ast.AST) -> None:
+def number_problem(value: object, written: str | None = None) -> str | None:
+    """Why `value` cannot be a number of a definition, None when it can. `written` is its
+    text, when known: a float written non-zero that rounded to 0 is too small, not 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be a number"
+    if isinstance(value, float) and not math.isfinite(value):
+        # 1e400 is read as inf: it was written finite, but too large for a float.
+        overflowed = written is not None and any(char.isdigit() for char in written)
+        return TOO_LARGE if overflowed else "must be a finite number"
+    if abs(value) > MAX_MAGNITUDE:
+        return TOO_LARGE
+    if 0 < abs(value) < MIN_MAGNITUDE or (value == 0 and isinstance(value, float)
+                                          and written is not None and _nonzero_digits(written)):
+        return TOO_SMALL
+    return None
+
+
+def _nonzero_digits(written: str) -> bool:
+    mantissa = re.split("[eE]", written, maxsplit=1)[0]
+    return any(char in "123456789" for char in mantissa)
+
+
+def _check_whitelist(node: ast.AST, source: str) -> None:
     for current in ast.walk(node):
         offset = getattr(current, "col_offset", 0)
         refusal = _REFUSED.get(type(current))
@@ -119,6 +171,8 @@ def _check_whitelist(node: ast.AST) -> None:
                 isinstance(current.value, str | bytes) or current.value is None
                 or isinstance(current.value, complex)):
             raise ExpressionError("only numbers, true and false are allowed as literals", offset)
+        if isinstance(current, ast.Constant) and not isinstance(current.value, bool):
+            _check_literal(current, source)
         if isinstance(current, ast.Call):
             _check_call_shape(current)
         if isinstance(current, ast.Name) and current.id.startswith("_"):
@@ -126,6 +180,14 @@ def _check_whitelist(node: ast.AST) -> None:
                                   offset)
         if not isinstance(current, _ALLOWED_NODES):
             raise ExpressionError(f"{type(current).__name__} is not allowed", offset)
+
+
+def _check_literal(constant: ast.Constant, source: str) -> None:
+    written = ast.get_source_segment(source, constant)
+    problem = number_problem(constant.value, written)
+    if problem:
+        shown = written if written and len(written) <= 20 else f"{(written or '')[:12]}..."
+        raise ExpressionError(f"the number {shown} {problem}", constant.col_offset)
 
 
 def _check_call_shape(call: ast.Call) -> None:
@@ -219,11 +281,26 @@ def _call_kind(call: ast.Call, scope: Scope) -> Kind:
     spec = FUNCTIONS[call.func.id]
     series_args, period_args = _split_arguments(call, spec)
     allowed = {Kind.SERIES, Kind.NUMBER} if spec.accepts_scalars else {Kind.SERIES}
-    for arg in series_args:
-        _expect(arg, scope, allowed, f"{spec.name}() series argument")
-    for name, arg in zip(spec.periods, period_args, strict=False):
-        constant_parameter(arg, name, spec, scope.params)
+    kinds = [_expect(arg, scope, allowed, f"{spec.name}() series argument")
+             for arg in series_args]
+    periods = [constant_parameter(arg, name, spec, scope.params)
+               for name, arg in zip(spec.periods, period_args, strict=False)]
+    _rehearse(spec, kinds, periods, call)
     return Kind.BOOL if spec.returns_bool else Kind.SERIES
+
+
+def _rehearse(spec: FunctionSpec, kinds: list[Kind], periods: list[float | int],
+              call: ast.Call) -> None:
+    """Call the function on empty series: whatever it refuses of these arguments (macd's
+    fast >= slow, crossover of two numbers) is refused now with its position, rather than
+    at evaluation. The functions check their arguments before looking at any bar."""
+    empty = np.empty(0)
+    arguments = [empty] * len(spec.implicit_series)
+    arguments += [0.0 if kind == Kind.NUMBER else empty for kind in kinds]
+    try:
+        spec.func(*arguments, *periods)
+    except ValueError as exc:
+        raise ExpressionError(f"{spec.name}(): {exc}", call.col_offset) from None
 
 
 def signature(spec: FunctionSpec) -> str:
@@ -251,11 +328,12 @@ def constant_parameter(node: ast.expr, name: str, spec: FunctionSpec,
     """Fold a period/width argument to a number: literals, params and + - * / of them."""
     value = _fold_constant(node, params)
     if name in spec.float_params:
-        if not 0 < value <= MAX_PERIOD:
-            raise ExpressionError(f"{spec.name}() {name} must be positive, got {value:g}",
-                                  node.col_offset)
+        if not 0 < value <= MAX_PERIOD:  # false for NaN too
+            raise ExpressionError(
+                f"{spec.name}() {name} must be above 0 and at most {MAX_PERIOD}, got {value:g}",
+                node.col_offset)
         return float(value)
-    if float(value) != int(value) or not 1 <= value <= MAX_PERIOD:
+    if not 1 <= value <= MAX_PERIOD or value != int(value):  # the range first: int(inf) raises
         raise ExpressionError(
             f"{spec.name}() {name} must be a whole number from 1 to {MAX_PERIOD}, got {value:g}",
             node.col_offset)
@@ -304,10 +382,21 @@ class Evaluator:
         with np.errstate(all="ignore"):
             return self._value(node)
 
+    def indicator(self, name: str) -> Value:
+        """A named indicator's value: the one the rules used, or computed now."""
+        if name in self._cache:   # no errstate to enter: the usual case, per bar series
+            return self._cache[name]
+        with np.errstate(all="ignore"):
+            return self._name(name)
+
     def _value(self, node: ast.expr) -> Value:
         match node:
-            case ast.Constant(value=value):
+            case ast.Constant(value=bool() as value):
                 return value
+            case ast.Constant(value=value):
+                # NumPy scalars, like the series: 1 / 0 is inf and overflow is inf, as on
+                # arrays, where Python numbers would raise.
+                return np.float64(value)
             case ast.Name(id=name):
                 return self._name(name)
             case ast.UnaryOp(op=ast.Not(), operand=operand):
@@ -334,7 +423,7 @@ class Evaluator:
         if name in SERIES_NAMES:
             return self.bars[name]
         if name in self.params:
-            return float(self.params[name])
+            return np.float64(self.params[name])
         if name in ("true", "false"):
             return name == "true"
         if name not in self._cache:

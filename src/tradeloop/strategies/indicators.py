@@ -34,7 +34,8 @@ parameter is the ``k`` of the Bollinger bands, any finite number (``FunctionSpec
   a[t-1] > b[t-1] (strict, as TradingView and backtesting.py); False at t=0 and where any of
   the four is NaN; a or b may be a number.
 - shift(x, n): x delayed by n >= 0 bars, NaN for the first n; n < 0 (look-ahead): ValueError.
-- abs(x), min(a, b), max(a, b): elementwise, NaN-propagating; min / max accept a number.
+- abs(x), min(a, b), max(a, b): elementwise, NaN-propagating; min / max accept a number
+  (crossover/crossunder/min/max: any number, inf and NaN included, as in a series).
 
 Rolling windows are O(len) block algorithms without the drift of running sums (see below);
 EMA / Wilder recursions run in scipy.signal.lfilter.
@@ -72,10 +73,10 @@ def _int(value: object, name: str, minimum: int | None = 1) -> int:
     return int(value)
 
 
-def _number(value: object, name: str) -> float:
+def _number(value: object, name: str, *, finite: bool = True) -> float:
     if (isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating)
-            or not math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+            or (finite and not math.isfinite(value))):
+        raise ValueError(f"{name} must be a{' finite' if finite else ''} number, got {value!r}")
     return float(value)
 
 
@@ -371,7 +372,9 @@ def _pair(a: SeriesOrNumber, b: SeriesOrNumber) -> tuple[FloatArray, FloatArray]
         return a, b   # two series already (the usual case): nothing to check or broadcast
     if np.ndim(a) == 0 and np.ndim(b) == 0:
         raise ValueError("at least one argument must be a series")
-    a, b = (_number(v, name) if np.ndim(v) == 0 else _series(v) for v, name in ((a, "a"), (b, "b")))
+    # A number may be NaN or infinite like any bar of a series (1 / 0 in a rule is inf).
+    a, b = (_number(v, name, finite=False) if np.ndim(v) == 0 else _series(v)
+            for v, name in ((a, "a"), (b, "b")))
     if np.ndim(a) and np.ndim(b) and a.size != b.size:
         raise ValueError(f"series lengths differ: {a.size} and {b.size}")
     return tuple(np.broadcast_arrays(a, b))

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tradeloop.schema_types import UTCTimestamp, Version
 from tradeloop.strategies.definition import MAX_DEFINITION_CHARS
 
 Definition = Annotated[str, Field(max_length=MAX_DEFINITION_CHARS * 2,
@@ -22,7 +23,7 @@ class StrategyCreate(BaseModel):
 
 
 class StrategyUpdate(BaseModel):
-    lock_version: int = Field(ge=1, description="The lock_version you last read; a stale one "
+    lock_version: Version = Field(description="The lock_version you last read; a stale one "
                               "is refused with 409 version_conflict")
     definition: Definition | None = None
     metadata: dict[str, Any] | None = None
@@ -69,8 +70,8 @@ class SyntaxTestRequest(BaseModel):
     symbols: list[str] | None = Field(default=None, max_length=50,
                                       description="Default: the definition's symbols")
     params: dict[str, float] | None = None
-    start: datetime | None = None
-    end: datetime | None = None
+    start: UTCTimestamp | None = None
+    end: UTCTimestamp | None = None
     bars: int = Field(default=1000, ge=2, le=100_000,
                       description="Evaluate on the most recent N bars in range")
 

@@ -246,7 +246,7 @@ def syntax_test(*, session: Session, owner_id: uuid.UUID, strategy_id: uuid.UUID
     timeframe = compiled_strategy.definition.timeframe
     symbols = options.symbols or list(compiled_strategy.definition.symbols)
     series = _load_all(session, symbols, timeframe, options)
-    reports = [_symbol_report(bars, compiled_strategy) for bars in series]
+    reports = [signal_report(bars, compiled_strategy) for bars in series]
     return {"strategy_id": strategy.id, "version": strategy.version, "timeframe": timeframe,
             "params": compiled_strategy.params, "symbols": reports,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1)}
@@ -268,7 +268,8 @@ def _load_all(session: Session, symbols: list[str], timeframe: str,
     return loaded
 
 
-def _symbol_report(bars: market_data.BarArrays, strategy: CompiledStrategy) -> dict[str, Any]:
+def signal_report(bars: market_data.BarArrays, strategy: CompiledStrategy) -> dict[str, Any]:
+    """The syntax test of one symbol: its signals counted, and the most recent ones."""
     signals = strategy.evaluate(bars.as_mapping())
     counts = signals.counts()
     fired = [(index, name) for name in SIGNAL_NAMES

@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session
 from tradeloop.accounts import service
 from tradeloop.accounts.dependencies import SESSION_COOKIE, Authenticated, optional_auth
 from tradeloop.accounts.models import TokenContext
+from tradeloop.csrf import CSRF_FIELD, csrf_token, set_csrf_cookie
 from tradeloop.deps import SessionDep, SettingsDep, client_address
 from tradeloop.errors import AppError, FieldValidationError, UnauthorizedError
 from tradeloop.mail import mail_after_commit
 from tradeloop.settings import Settings
-from tradeloop.web.csrf import CSRF_FIELD, csrf_token, is_valid_csrf, set_csrf_cookie
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(include_in_schema=False)
@@ -46,14 +46,11 @@ def render(request: Request, template: str, settings: Settings, *, status_code: 
     return response
 
 
-async def read_form(request: Request, settings: Settings) -> dict[str, str]:
-    """The submitted form, after checking its CSRF token (AppError 403 otherwise)."""
+async def read_form(request: Request) -> dict[str, str]:
+    """The submitted form's text fields. Its origin was checked before routing
+    (tradeloop.csrf.CsrfMiddleware: same-site Origin or Referer, else the form's token)."""
     form = await request.form()
-    values = {key: str(value) for key, value in form.items() if isinstance(value, str)}
-    if not is_valid_csrf(request, values.get(CSRF_FIELD), settings.secret("SECRET_KEY")):
-        raise AppError("The form expired or was not sent from this site; reload and retry",
-                       code="csrf_failed")
-    return values
+    return {key: str(value) for key, value in form.items() if isinstance(value, str)}
 
 
 def _limit_form_attempts(request: Request, settings: Settings) -> None:
@@ -97,7 +94,7 @@ async def register_submit(request: Request, session: SessionDep,
                           settings: SettingsDep) -> Response:
     email = ""
     try:
-        form = await read_form(request, settings)
+        form = await read_form(request)
         _limit_form_attempts(request, settings)
         if not settings.allow_registration:
             raise AppError("Registration is disabled on this server")
@@ -129,7 +126,7 @@ def log_in_form(request: Request, settings: SettingsDep, auth: OptionalAuth) -> 
 async def log_in_submit(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     email = ""
     try:
-        form = await read_form(request, settings)
+        form = await read_form(request)
         _limit_form_attempts(request, settings)
         email = form.get("user[email]", "")
         user = service.authenticate(session=session, email=email,
@@ -149,8 +146,7 @@ def log_out_form(request: Request, settings: SettingsDep, auth: OptionalAuth) ->
 
 
 @router.post("/users/log_out")
-async def log_out_submit(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    await read_form(request, settings)
+def log_out_submit(request: Request, session: SessionDep) -> Response:
     raw = request.cookies.get(SESSION_COOKIE)
     if raw:
         service.delete_session_token(session=session, raw_token=raw)
@@ -168,7 +164,7 @@ def reset_request_form(request: Request, settings: SettingsDep, auth: OptionalAu
 async def reset_request_submit(request: Request, session: SessionDep,
                                settings: SettingsDep) -> Response:
     try:
-        form = await read_form(request, settings)
+        form = await read_form(request)
         _limit_form_attempts(request, settings)
     except AppError as exc:
         return render(request, "reset_request.html", settings, status_code=_form_status(exc),
@@ -188,7 +184,7 @@ def reset_form(token: str, request: Request, settings: SettingsDep) -> Response:
 async def reset_submit(token: str, request: Request, session: SessionDep,
                        settings: SettingsDep) -> Response:
     try:
-        form = await read_form(request, settings)
+        form = await read_form(request)
         service.reset_password(session=session, raw_token=token,
                                new_password=form.get("user[password]", ""))
     except AppError as exc:
@@ -231,7 +227,7 @@ async def change_password(request: Request, session: SessionDep, settings: Setti
     if auth is None:
         return RedirectResponse("/users/log_in", status_code=303)
     try:
-        form = await read_form(request, settings)
+        form = await read_form(request)
         service.change_password(session=session, user=auth.user,
                                 current_password=form.get("current_password", ""),
                                 new_password=form.get("user[password]", ""),
@@ -247,7 +243,7 @@ async def create_api_token(request: Request, session: SessionDep, settings: Sett
                            auth: OptionalAuth) -> Response:
     if auth is None:
         return RedirectResponse("/users/log_in", status_code=303)
-    form = await read_form(request, settings)
+    form = await read_form(request)
     name = form.get("name", "").strip()[:100] or None
     raw = service.issue_token(session=session, user=auth.user, context=TokenContext.API,
                               name=name)
@@ -255,10 +251,8 @@ async def create_api_token(request: Request, session: SessionDep, settings: Sett
 
 
 @router.post("/users/settings/tokens/{token_id}/revoke")
-async def revoke_api_token(token_id: uuid.UUID, request: Request, session: SessionDep,
-                           settings: SettingsDep, auth: OptionalAuth) -> Response:
+def revoke_api_token(token_id: uuid.UUID, session: SessionDep, auth: OptionalAuth) -> Response:
     if auth is None:
         return RedirectResponse("/users/log_in", status_code=303)
-    await read_form(request, settings)
     service.revoke_token(session=session, user=auth.user, token_id=token_id)
     return RedirectResponse("/users/settings", status_code=303)

@@ -1,4 +1,5 @@
-"""LLM providers by name: `local` (rules-based analyst), `openai`, `anthropic`."""
+"""LLM providers by name: `local` (rules-based analyst), `openai`, `anthropic`, `gemini`
+(alias `vertex_ai`)."""
 
 from __future__ import annotations
 
@@ -9,30 +10,33 @@ from tradeloop.llm.providers.base import (
     ProviderReply,
     ProviderRequest,
     RetryPolicy,
+    canonical_provider,
     complete_with_retries,
 )
 from tradeloop.settings import Settings
 
 __all__ = ["DEFAULT_MODELS", "Provider", "ProviderError", "ProviderReply", "ProviderRequest",
-           "RetryPolicy", "complete_with_retries", "get_provider"]
+           "RetryPolicy", "canonical_provider", "complete_with_retries", "get_provider"]
 
 
 def get_provider(name: str, settings: Settings) -> Provider:
-    """The provider called `name`; ProviderError('configuration_error') when it cannot run.
+    """The provider called `name` (or an alias of it); ProviderError('configuration_error')
+    when it cannot run.
 
     The SDK modules load only when their provider is used, so the offline default starts fast.
     """
+    name = canonical_provider(name)
     if name == "local":
         from tradeloop.llm.providers.local_analyst import LocalAnalystProvider
 
         return LocalAnalystProvider()
-    if name == "openai":
-        from tradeloop.llm.providers.openai_chat import OpenAIChatProvider
+    if name in ("openai", "gemini"):
+        from tradeloop.llm.providers.openai_chat import openai_compatible_provider
 
-        return OpenAIChatProvider(settings)
+        return openai_compatible_provider(name, settings)
     if name == "anthropic":
         from tradeloop.llm.providers.anthropic_messages import AnthropicMessagesProvider
 
         return AnthropicMessagesProvider(settings)
     raise ProviderError("configuration_error", f"unknown LLM provider {name!r}; "
-                        "use local, openai or anthropic")
+                        "use local, openai, anthropic or gemini (alias vertex_ai)")

@@ -19,9 +19,17 @@ log = structlog.get_logger(__name__)
 
 # The model used when neither the call's model config nor LLM_MODEL names one.
 DEFAULT_MODELS = {"local": "rules-analyst-v1", "openai": "gpt-4o-mini",
-                  "anthropic": "claude-3-5-haiku-latest"}
+                  "anthropic": "claude-3-5-haiku-latest", "gemini": "gemini-2.5-flash"}
+# Other names of a provider: seed 001 calls Gemini `vertex_ai`. Calls go to the Gemini API
+# with a Gemini API key (not Vertex AI's own endpoint and Google Cloud credentials).
+PROVIDER_ALIASES = {"vertex_ai": "gemini"}
 # The cap on one backoff sleep; a server's retry-after longer than the deadline ends the call.
 MAX_BACKOFF_S = 30.0
+
+
+def canonical_provider(name: str) -> str:
+    """The provider an alias stands for (`vertex_ai` → `gemini`); other names unchanged."""
+    return PROVIDER_ALIASES.get(name, name)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The `openai` provider: the official SDK against any OpenAI-compatible chat-completions
-server (OpenAI, Gemini's OpenAI endpoint, vLLM, Ollama, llama.cpp), chosen by OPENAI_API_BASE."""
+"""The `openai` and `gemini` providers: the official SDK against an OpenAI-compatible
+chat-completions server. `openai`: OPENAI_API_BASE (OpenAI, vLLM, Ollama, llama.cpp, …);
+`gemini`: Gemini's own OpenAI-compatible endpoint (GEMINI_API_BASE) with GEMINI_API_KEY."""
 
 from __future__ import annotations
 
@@ -16,15 +17,28 @@ from tradeloop.settings import Settings
 KEYLESS_PLACEHOLDER = "unused"
 
 
-class OpenAIChatProvider:
-    name = "openai"
+def openai_compatible_provider(name: str, settings: Settings) -> OpenAIChatProvider:
+    """`openai` or `gemini` as configured; ProviderError('configuration_error') without the
+    key it needs."""
+    if name == "gemini":
+        if settings.gemini_api_key is None:
+            raise ProviderError("configuration_error", "the gemini provider needs "
+                                "GEMINI_API_KEY (a Gemini API key)")
+        return OpenAIChatProvider(name, settings.gemini_api_base,
+                                  settings.gemini_api_key.get_secret_value())
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    if not key and not settings.openai_api_base:
+        raise ProviderError("configuration_error", "the openai provider needs "
+                            "OPENAI_API_KEY, or OPENAI_API_BASE for a keyless local server")
+    return OpenAIChatProvider(name, settings.openai_api_base, key or KEYLESS_PLACEHOLDER)
 
-    def __init__(self, settings: Settings):
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        if not key and not settings.openai_api_base:
-            raise ProviderError("configuration_error", "the openai provider needs "
-                                "OPENAI_API_KEY, or OPENAI_API_BASE for a keyless local server")
-        self._client = _client(settings.openai_api_base, key or KEYLESS_PLACEHOLDER)
+
+class OpenAIChatProvider:
+    """Chat completions at `base_url` (None: OpenAI's own) with `api_key`."""
+
+    def __init__(self, name: str, base_url: str | None, api_key: str):
+        self.name = name
+        self._client = _client(base_url, api_key)
 
     def complete(self, request: ProviderRequest, *, timeout_s: float) -> ProviderReply:
         try:
