@@ -20,10 +20,11 @@ from tradeloop.llm import service as llm
 from tradeloop.llm.schemas import ModelConfig
 from tradeloop.prompts import service
 from tradeloop.prompts.models import PromptTemplate
-from tradeloop.prompts.rendering import RenderError, render
+from tradeloop.prompts.rendering import CompiledPrompt, RenderError, render
 from tradeloop.prompts.resolution import (
     PromptRenderFailedError,
     PromptVariablesError,
+    compile_stored,
     render_limits,
 )
 from tradeloop.prompts.schemas import RenderBody, TestBody, TestRead
@@ -86,16 +87,19 @@ def render_preview(*, session: Session, actor: Actor, body: RenderBody,
     problems = check_values(version.variables, body.variables)
     if problems:
         raise PromptVariablesError(problems)
-    return _rendered(version.template_text, body.variables, settings, template.id,
-                     version.version, version.model_config_)
+    compiled = compile_stored(version.template_text, render_limits(settings))
+    return _rendered(compiled, body.variables, settings, template.id, version.version,
+                     version.model_config_)
 
 
-def _rendered(text: str, variables: dict[str, Any], settings: Settings,
+def _rendered(template: CompiledPrompt | str, variables: dict[str, Any], settings: Settings,
               template_id: uuid.UUID | None = None, version: int | None = None,
               model_config: dict[str, Any] | None = None) -> RenderResult:
+    """Render text sent with the request (compiling counts against the deadline) or a stored
+    version compiled beforehand (as signal generation renders it)."""
     started = time.perf_counter()
     try:
-        rendered = render(text, variables, limits=render_limits(settings))
+        rendered = render(template, variables, limits=render_limits(settings))
     except RenderError as exc:
         raise PromptRenderFailedError(exc) from None
     return RenderResult(rendered, template_id, version,

@@ -209,14 +209,14 @@ def _resolved(session: Session, template: PromptTemplate, source: str,
         template_type=template.template_type, timeframe=template.timeframe,
         language=template.language, strategy_id=template.strategy_id,
         variables=tuple(version.variables), model_config=dict(version.model_config_),
-        source=source, compiled=_compiled(version.template_text, limits), limits=limits)
+        source=source, compiled=compile_stored(version.template_text, limits), limits=limits)
 
 
-def _compiled(text: str, limits: RenderLimits) -> CompiledPrompt:
-    # Saved text compiled within the render deadline when it was validated, and its size
-    # and shape bound the time compiling takes: a loaded machine must not fail a signal
-    # over it, hence the grace. A stored template that no longer compiles (saved under other
-    # limits) fails like any render, with its line.
+def compile_stored(text: str, limits: RenderLimits) -> CompiledPrompt:
+    """Compile a stored version's text; PromptRenderFailedError (422, with the line) when it
+    no longer compiles (saved under other limits)."""
+    # It compiled within the render deadline when it was validated, and its size and shape
+    # bound the time compiling takes: a loaded machine must not fail a signal over it.
     try:
         return compile_template(text, limits=replace(
             limits, timeout_s=limits.timeout_s * STORED_COMPILE_GRACE))
