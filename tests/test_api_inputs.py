@@ -194,6 +194,16 @@ class TestBoundedIntegers:
                                 headers=alice)
         assert set(fields(response)) == {"lock_version"}
 
+    def test_the_largest_lock_version_is_a_conflict_not_an_overflow(
+            self, client: TestClient, alice: dict) -> None:
+        # PostgreSQL's integer column overflowed on the caller's lock_version + 1 (a 500).
+        created = client.post("/api/v1/strategies", json={"definition": SMA_CROSS},
+                              headers=alice).json()
+        response = client.patch(f"/api/v1/strategies/{created['id']}",
+                                json={"lock_version": MAX_INT32, "status": "paused"},
+                                headers=alice)
+        assert response.status_code == 409, response.text
+
 
 class TestNonFiniteNumbers:
     @pytest.mark.parametrize(("metadata", "field"), [
@@ -214,6 +224,28 @@ class TestNonFiniteNumbers:
         response = client.post("/api/v1/backtest/run", content=body, headers={
             **alice, "content-type": "application/json"})
         assert set(fields(response)) == {"params.fast", "cash"}
+
+
+class TestNulCharacters:
+    @pytest.mark.parametrize(("metadata", "field"), [
+        ('{"x": "a\\u0000b"}', "metadata.x"), ('{"a\\u0000": 1}', "metadata.a\u0000"),
+        ('{"a": ["ok", "\\u0000"]}', "metadata.a.1")])
+    def test_strategy_metadata_with_nul_is_refused_on_both_databases(
+            self, client: TestClient, alice: dict, metadata: str, field: str) -> None:
+        # PostgreSQL's text and jsonb refuse NUL (a 500); SQLite stored it: refused alike.
+        body = f'{{"definition": {json.dumps(SMA_CROSS)}, "metadata": {metadata}}}'
+        response = client.post("/api/v1/strategies", content=body, headers={
+            **alice, "content-type": "application/json"})
+        assert set(fields(response)) == {field}, response.text
+        assert "NUL" in fields(response)[field]
+
+    def test_a_template_text_with_nul_is_refused(self, client: TestClient,
+                                                 alice: dict) -> None:
+        response = client.post("/api/v1/prompts/", json={
+            "name": "nul", "template_text": "a\u0000b"},
+            headers=alice)
+        assert response.status_code == 422, response.text
+        assert "template_text" in fields(response)
 
 
 class TestPlainDecimals:

@@ -14,7 +14,7 @@ from tradeloop import domains
 from tradeloop.accounts.dependencies import SESSION_COOKIE
 from tradeloop.csrf import CSRF_COOKIE, CsrfMiddleware
 from tradeloop.db import Database
-from tradeloop.deps import refuse_non_finite_numbers
+from tradeloop.deps import refuse_unstorable_values
 from tradeloop.errors import document_error_responses, install_error_handlers
 from tradeloop.events import set_event_delivery
 from tradeloop.llm import log_writer
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
     app = FastAPI(title="tradeloop", version="0.1.0", lifespan=lifespan,
                   description="Strategies, backtests, live signals and LLM analysis.",
                   docs_url=None, redoc_url=None,
-                  dependencies=[Depends(refuse_non_finite_numbers)])
+                  dependencies=[Depends(refuse_unstorable_values)])
     app.state.settings = settings
     app.state.db = db
     # What the app holds open until shutdown (the webhook writer's connection).

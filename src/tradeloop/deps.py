@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from tradeloop.db import Database
 from tradeloop.errors import FieldValidationError, validation_fields
 from tradeloop.ratelimit import RateLimiter
-from tradeloop.schema_types import non_finite_numbers
+from tradeloop.schema_types import non_finite_numbers, strings_with_nul
 from tradeloop.settings import Settings
 
 
@@ -35,24 +35,32 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def refuse_non_finite_numbers(request: Request) -> None:
-    """422 naming the field when a route's JSON body holds NaN or an infinity (`1e400`).
+async def refuse_unstorable_values(request: Request) -> None:
+    """422 naming the field when a route's JSON body holds NaN or an infinity (`1e400`), or a
+    string with a NUL character.
 
     Typed fields could refuse them one by one, but free-form ones (metadata, variables,
-    params) would take them and store null: the body is checked as a whole, once FastAPI has
-    parsed it (the parsed document is cached on the request, so nothing is parsed twice).
+    params) would take them and store null (or fail at the database): the body is checked as
+    a whole, once FastAPI has parsed it (the parsed document is cached on the request, so
+    nothing is parsed twice).
     """
     route = request.scope.get("route")
     if getattr(route, "body_field", None) is None or not _declares_json(request):
         return
     if not await request.body():
         return
-    locations = non_finite_numbers(await request.json())
-    if locations:
-        raise FieldValidationError(validation_fields([{
-            "loc": ("body", *location), "type": "finite_number",
-            "msg": "must be a finite number (NaN, Infinity and numbers beyond ±1.8e308 "
-                   "are refused)"} for location in locations]))
+    document = await request.json()
+    problems = [
+        {"loc": ("body", *location), "type": "finite_number",
+         "msg": "must be a finite number (NaN, Infinity and numbers beyond ±1.8e308 are "
+                "refused)"} for location in non_finite_numbers(document)
+    ] + [
+        {"loc": ("body", *location), "type": "nul_character",
+         "msg": "must not contain a NUL character (\\u0000)"}
+        for location in strings_with_nul(document)
+    ]
+    if problems:
+        raise FieldValidationError(validation_fields(problems))
 
 
 def _declares_json(request: Request) -> bool:

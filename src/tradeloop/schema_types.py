@@ -8,12 +8,14 @@ every endpoint (docs/api.md, "Dates, numbers and decimals"):
   ranges that every database column and driver can hold.
 * `PlainDecimal`: a decimal of an answer, written in positional notation ("0", "0.000135"),
   never in exponent form ("0E-12").
-* `non_finite_numbers`: where a parsed JSON document holds NaN or an infinity.
+* `non_finite_numbers`, `strings_with_nul`: where a parsed JSON document holds a value no
+  column stores faithfully (NaN or an infinity; a NUL character).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -61,18 +63,39 @@ PlainDecimal = Annotated[Decimal, PlainSerializer(plain_decimal, return_type=str
                                                   when_used="json")]
 
 
-def non_finite_numbers(document: Any) -> list[tuple[str | int, ...]]:
-    """The locations (keys and indices) of every NaN or infinite number in a parsed JSON
-    document. Python's JSON parser reads `NaN`, `Infinity` and numbers beyond ±1.8e308
-    (`1e400`) as such floats, which no column stores faithfully."""
+def locations_where(document: Any, is_bad: Callable[[Any], bool]) -> list[tuple[str | int, ...]]:
+    """The locations (keys and indices) of every value, or object key, of a parsed JSON
+    document for which `is_bad` holds."""
     found: list[tuple[str | int, ...]] = []
     pending: list[tuple[tuple[str | int, ...], Any]] = [((), document)]
     while pending:  # iterative: a deeply nested document must not exhaust the stack
         location, value = pending.pop()
-        if isinstance(value, float) and not math.isfinite(value):
+        if is_bad(value):
             found.append(location)
         elif isinstance(value, dict):
+            found.extend((*location, key) for key in value if is_bad(key))
             pending.extend(((*location, key), item) for key, item in value.items())
         elif isinstance(value, list):
             pending.extend(((*location, index), item) for index, item in enumerate(value))
     return sorted(found, key=str)
+
+
+def non_finite_numbers(document: Any) -> list[tuple[str | int, ...]]:
+    """Where a parsed JSON document holds NaN or an infinity. Python's JSON parser reads
+    `NaN`, `Infinity` and numbers beyond ±1.8e308 (`1e400`) as such floats, which no column
+    stores faithfully."""
+    return locations_where(document, _is_non_finite)
+
+
+def strings_with_nul(document: Any) -> list[tuple[str | int, ...]]:
+    """Where a parsed JSON document holds a string (or key) with a NUL character, which
+    PostgreSQL's text and jsonb refuse while SQLite stores it: refused on both, alike."""
+    return locations_where(document, _has_nul)
+
+
+def _is_non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _has_nul(value: Any) -> bool:
+    return isinstance(value, str) and "\x00" in value

@@ -99,10 +99,13 @@ class Settings(BaseSettings):
     context_health_window_s: int = Field(default=900, ge=60)
     metrics_token: SecretStr | None = None
     metrics_latency_window: int = Field(default=1000, ge=10, le=100_000)
-    # Prompt rendering limits (SPEC §7): template size, output size, time per render.
+    # Prompt rendering limits (SPEC §7): template size, output size, time and memory per
+    # render, and renders of text sent with a request (/render, /test, /validate) at once.
     prompt_template_max_chars: int = Field(default=50_000, ge=100)
     prompt_output_max_bytes: int = Field(default=256_000, ge=1_000)
     prompt_render_timeout_ms: int = Field(default=500, ge=10)
+    prompt_render_max_memory_mb: int = Field(default=32, ge=1, le=1024)
+    prompt_adhoc_render_concurrency: int = Field(default=2, ge=1, le=64)
     # Execution log (docs/llm.md): `background` hands each row to a per-database writer thread
     # (bounded queue of PROMPT_LOG_QUEUE_SIZE rows, dropped with a warning when full);
     # `inline` writes it in the caller's thread before `execute` returns.

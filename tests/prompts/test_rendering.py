@@ -24,7 +24,7 @@ from tradeloop.prompts.rendering import (
 
 LIMITS = RenderLimits(max_template_chars=50_000, max_output_bytes=100_000, timeout_s=0.3)
 FAST_S = 3.0  # every hostile template is refused well within this, even on a loaded machine
-LITERAL_LIST = "[" + ",".join(["1"] * 3000) + "]"
+LITERAL_LIST = "[" + ",".join(["1"] * 1000) + "]"  # within the node limit
 
 ESCAPES = {
     # CVE-2025-27516: |attr reaching str.format, then format walking to globals.

@@ -276,6 +276,11 @@ def test_positions_api_and_manual_close(db: Database, signals_client: TestClient
     store_bars(db, "QQQ")
     send(db, owner, "LONG", symbol="QQQ", price=50.0)
     spy, qqq = (client_position(signals_client, alice, symbol) for symbol in ("SPY", "QQQ"))
+    # A price the column holds whose P&L it cannot (PostgreSQL answered 500): 422, still open.
+    too_far = signals_client.post(f"/api/v1/positions/{spy['id']}/close",
+                                  json={"price": "999999999998.9999"}, headers=alice)
+    assert too_far.status_code == 422, too_far.text
+    assert too_far.json()["error"]["details"]["fields"][0]["field"] == "price"
     closed = signals_client.post(f"/api/v1/positions/{spy['id']}/close",
                                  json={"price": "105.5"}, headers=alice)
     assert closed.status_code == 200, closed.text

@@ -88,7 +88,9 @@ def validate(body: ValidateBody, user: CurrentUser, settings: SettingsDep) -> Va
         return ValidateRead(valid=False, errors=[{"kind": "invalid_variables",
                                                   "message": str(exc), "line": None,
                                                   "variable": None}])
-    issues = validate_template(body.template_text, declared, limits=render_limits(settings))
+    with playground.adhoc_render_slot(settings):
+        issues = validate_template(body.template_text, declared,
+                                   limits=render_limits(settings))
     return ValidateRead(valid=not issues, errors=[issue.as_dict() for issue in issues])
 
 
@@ -97,7 +99,7 @@ def render(body: RenderBody, user: CurrentUser, session: SessionDep,
            settings: SettingsDep) -> RenderRead:
     """Render a stored template (any version) or raw text with `variables`."""
     result = playground.render_preview(session=session, actor=Actor.of(user), body=body,
-                                    limits=render_limits(settings))
+                                       settings=settings)
     return RenderRead(rendered=result.text, chars=len(result.text),
                       template_id=result.template_id, version=result.version,
                       render_ms=result.render_ms)

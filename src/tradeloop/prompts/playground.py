@@ -3,8 +3,11 @@ statistics read back from the execution log."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -17,10 +20,11 @@ from tradeloop.llm import service as llm
 from tradeloop.llm.schemas import ModelConfig
 from tradeloop.prompts import service
 from tradeloop.prompts.models import PromptTemplate
-from tradeloop.prompts.rendering import RenderError, RenderLimits, render
+from tradeloop.prompts.rendering import CompiledPrompt, RenderError, render
 from tradeloop.prompts.resolution import (
     PromptRenderFailedError,
     PromptVariablesError,
+    compile_stored,
     render_limits,
 )
 from tradeloop.prompts.schemas import RenderBody, TestBody, TestRead
@@ -39,29 +43,69 @@ class RenderResult:
     model_config: dict[str, Any]
 
 
+class RenderBusyError(AppError):
+    """Every slot for rendering text sent with a request stayed taken for a whole render
+    time limit."""
+
+    status_code = 429
+    code = "render_busy"
+
+
+_SLOTS: dict[int, threading.BoundedSemaphore] = {}  # by configured count (one per app)
+_SLOTS_LOCK = threading.Lock()
+
+
+@contextmanager
+def adhoc_render_slot(settings: Settings) -> Iterator[None]:
+    """Hold one of the PROMPT_ADHOC_RENDER_CONCURRENCY slots of this process while compiling
+    or rendering text sent with a request (`/render`, `/test`, `/validate`, admin test).
+
+    Each render is bounded in time and memory; bounding how many run at once bounds what
+    such requests can take from the process together (stored templates are not counted:
+    they were validated, and signal generation must not queue behind playground requests).
+    """
+    with _SLOTS_LOCK:
+        count = settings.prompt_adhoc_render_concurrency
+        slots = _SLOTS.setdefault(count, threading.BoundedSemaphore(count))
+    if not slots.acquire(timeout=settings.prompt_render_timeout_ms / 1000):
+        raise RenderBusyError("Too many templates sent with requests are rendering right now; "
+                              "retry in a moment", headers={"Retry-After": "1"})
+    try:
+        yield
+    finally:
+        slots.release()
+
+
 def render_preview(*, session: Session, actor: Actor, body: RenderBody,
-                   limits: RenderLimits) -> RenderResult:
+                   settings: Settings) -> RenderResult:
     """Render a stored template's version (default latest) or raw text with the variables;
     stored templates check the variables against their declared ones first."""
-    template_id, version_number, model_config = None, None, {}
-    text = body.template_text or ""
-    if body.template_id is not None:
-        template = service.get_template(session=session, actor=actor,
-                                        template_id=body.template_id)
-        version = service.get_version(session=session, template=template,
-                                      version=body.version)
-        problems = check_values(version.variables, body.variables)
-        if problems:
-            raise PromptVariablesError(problems)
-        template_id, version_number = template.id, version.version
-        text, model_config = version.template_text, version.model_config_
+    if body.template_id is None:
+        with adhoc_render_slot(settings):
+            return _rendered(body.template_text or "", body.variables, settings)
+    template = service.get_template(session=session, actor=actor, template_id=body.template_id)
+    version = service.get_version(session=session, template=template, version=body.version)
+    problems = check_values(version.variables, body.variables)
+    if problems:
+        raise PromptVariablesError(problems)
+    compiled = compile_stored(version.template_text, render_limits(settings))
+    return _rendered(compiled, body.variables, settings, template.id, version.version,
+                     version.model_config_)
+
+
+def _rendered(template: CompiledPrompt | str, variables: dict[str, Any], settings: Settings,
+              template_id: uuid.UUID | None = None, version: int | None = None,
+              model_config: dict[str, Any] | None = None) -> RenderResult:
+    """Render text sent with the request (compiling counts against the deadline) or a stored
+    version compiled beforehand (as signal generation renders it)."""
     started = time.perf_counter()
     try:
-        rendered = render(text, body.variables, limits=limits)
+        rendered = render(template, variables, limits=render_limits(settings))
     except RenderError as exc:
         raise PromptRenderFailedError(exc) from None
-    return RenderResult(rendered, template_id, version_number,
-                        round((time.perf_counter() - started) * 1000, 3), dict(model_config))
+    return RenderResult(rendered, template_id, version,
+                        round((time.perf_counter() - started) * 1000, 3),
+                        dict(model_config or {}))
 
 
 def run_test(*, session: Session, db: Database, settings: Settings, actor: Actor,
@@ -75,8 +119,7 @@ def run_test(*, session: Session, db: Database, settings: Settings, actor: Actor
     """
     if actor.user_id is None:
         raise AppError("A test execution needs a user to log it for")
-    result = render_preview(session=session, actor=actor, body=body,
-                            limits=render_limits(settings))
+    result = render_preview(session=session, actor=actor, body=body, settings=settings)
     session.commit()
     config = body.model_config_.model_dump() if body.model_config_ else result.model_config
     call = llm.PromptCall(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -40,6 +40,7 @@ from tradeloop.prompts.variables import check_values
 log = structlog.get_logger(__name__)
 
 SERVED_LABEL = "production"
+STORED_COMPILE_GRACE = 10  # times the render deadline, for compiling validated templates
 
 
 class PromptNotConfiguredError(AppError):
@@ -116,10 +117,11 @@ class ResolvedPrompt:
 
 def render_limits(settings: Any) -> RenderLimits:
     """The rendering limits configured in Settings (PROMPT_TEMPLATE_MAX_CHARS,
-    PROMPT_OUTPUT_MAX_BYTES, PROMPT_RENDER_TIMEOUT_MS)."""
+    PROMPT_OUTPUT_MAX_BYTES, PROMPT_RENDER_TIMEOUT_MS, PROMPT_RENDER_MAX_MEMORY_MB)."""
     return RenderLimits(max_template_chars=settings.prompt_template_max_chars,
                         max_output_bytes=settings.prompt_output_max_bytes,
-                        timeout_s=settings.prompt_render_timeout_ms / 1000)
+                        timeout_s=settings.prompt_render_timeout_ms / 1000,
+                        max_memory_bytes=settings.prompt_render_max_memory_mb * 2**20)
 
 
 def resolve_prompt(*, session: Session, owner_id: uuid.UUID | None,
@@ -207,5 +209,16 @@ def _resolved(session: Session, template: PromptTemplate, source: str,
         template_type=template.template_type, timeframe=template.timeframe,
         language=template.language, strategy_id=template.strategy_id,
         variables=tuple(version.variables), model_config=dict(version.model_config_),
-        source=source, compiled=compile_template(version.template_text, limits=limits),
-        limits=limits)
+        source=source, compiled=compile_stored(version.template_text, limits), limits=limits)
+
+
+def compile_stored(text: str, limits: RenderLimits) -> CompiledPrompt:
+    """Compile a stored version's text; PromptRenderFailedError (422, with the line) when it
+    no longer compiles (saved under other limits)."""
+    # It compiled within the render deadline when it was validated, and its size and shape
+    # bound the time compiling takes: a loaded machine must not fail a signal over it.
+    try:
+        return compile_template(text, limits=replace(
+            limits, timeout_s=limits.timeout_s * STORED_COMPILE_GRACE))
+    except RenderError as exc:
+        raise PromptRenderFailedError(exc) from None

@@ -17,6 +17,8 @@ from tradeloop.ownership import UserOwned
 
 # Prices: 12 integer digits and 8 decimals cover equities, futures, FX and crypto satoshis.
 Price = Numeric(20, 8)
+# The magnitude a Price column holds (exclusive): prices and P&L at or beyond it are refused.
+PRICE_LIMIT = Decimal(10) ** (Price.precision - Price.scale)
 
 
 class SignalOrigin(enum.StrEnum):

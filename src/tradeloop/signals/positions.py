@@ -20,7 +20,13 @@ from tradeloop.driver import DriverConnection
 from tradeloop.errors import ConflictError, FieldValidationError
 from tradeloop.ownership import OwnedRepository
 from tradeloop.signals.context import build_context
-from tradeloop.signals.models import Decision, Position, PositionStatus, Signal
+from tradeloop.signals.models import (
+    PRICE_LIMIT,
+    Decision,
+    Position,
+    PositionStatus,
+    Signal,
+)
 from tradeloop.signals.outbox import ClaimedSignal
 from tradeloop.signals.trading import (
     MONEY,
@@ -224,7 +230,19 @@ def close_position(*, session: Session, owner_id: uuid.UUID, position_id: uuid.U
             [{"field": "price", "type": "missing",
               "message": f"required: no stored bars for {row.symbol}"}],
             f"No stored bars for {row.symbol}: give the closing price")
+    _check_storable_pnl(lot_of(row), price)
     return close_row(session, row, price, now)
+
+
+def _check_storable_pnl(lot: Lot, price: Decimal) -> None:
+    """422 on `price` when the P&L of closing `lot` there would not fit its Numeric(20, 8)
+    column (PostgreSQL refuses it with a 500; SQLite would store it inexactly)."""
+    if abs(pnl(lot, price.quantize(MONEY))) >= PRICE_LIMIT:
+        raise FieldValidationError(
+            [{"field": "price", "type": "out_of_range",
+              "message": f"closing {lot.quantity} {lot.side} at {price} gives a P&L beyond "
+                         f"±{PRICE_LIMIT:,} that cannot be stored"}],
+            "The closing price gives a P&L too large to store")
 
 
 def record_decision(connection: DriverConnection, signal: ClaimedSignal, plan: Plan, *,

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from tradeloop.schema_types import MAX_INT32, PlainDecimal, UTCTimestamp, non_finite_numbers
-from tradeloop.signals.models import AuthMode, Direction
+from tradeloop.signals.models import PRICE_LIMIT, AuthMode, Direction
 
 DIRECTIONS: dict[str, Direction] = {
     "CALL": Direction.LONG, "BUY": Direction.LONG, "LONG": Direction.LONG,
@@ -32,7 +32,7 @@ DIRECTIONS: dict[str, Direction] = {
     "EXIT": Direction.EXIT, "FLAT": Direction.EXIT, "CLOSE": Direction.EXIT,
 }
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9._:/!^&=+-]{0,31}")
-MAX_PRICE = Decimal(10) ** 12
+MAX_PRICE = PRICE_LIMIT
 MAX_KEY_LENGTH = 200
 WHSEC_PREFIX = "whsec_"  # the Standard Webhooks secret prefix
 

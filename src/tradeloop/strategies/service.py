@@ -135,7 +135,9 @@ def update_strategy(*, session: Session, owner_id: uuid.UUID, strategy_id: uuid.
     """Apply `changes` if `lock_version` is still current; 409 version_conflict otherwise."""
     repository = StrategyRepository(session, owner_id)
     strategy = repository.get(strategy_id)
-    values: dict[str, Any] = {"lock_version": changes.lock_version + 1, "updated_at": utcnow()}
+    # Computed by the database from the stored value: the caller's number, at the top of its
+    # range, must not overflow the column before the comparison refuses it.
+    values: dict[str, Any] = {"lock_version": Strategy.lock_version + 1, "updated_at": utcnow()}
     if changes.definition is not None and changes.definition != strategy.definition:
         values |= _definition_change(repository, strategy, changes.definition)
     if changes.metadata is not None:
