@@ -15,11 +15,12 @@ from tradeloop.accounts.dependencies import SESSION_COOKIE
 from tradeloop.csrf import CSRF_COOKIE, CsrfMiddleware
 from tradeloop.db import Database
 from tradeloop.deps import refuse_unstorable_values
-from tradeloop.errors import install_error_handlers
+from tradeloop.errors import document_error_responses, install_error_handlers
 from tradeloop.events import set_event_delivery
 from tradeloop.llm import log_writer
 from tradeloop.logs import CorrelationIdMiddleware, configure_logging
 from tradeloop.market_data.api import MAX_UPLOAD_BYTES
+from tradeloop.nul_parameters import RejectNulParameters
 from tradeloop.ratelimit import RateLimiter
 from tradeloop.request_bodies import RequestBodyGuard
 from tradeloop.security_headers import SecurityHeadersMiddleware
@@ -56,13 +57,15 @@ def build_task_runner(settings: Settings, db: Database) -> TaskRunner:
 def add_middleware(app: FastAPI, settings: Settings) -> None:
     """The middleware stack. Each `add_middleware` wraps the ones added before it, so from the
     outside in: security headers on every response (errors included), the correlation id and
-    access line, body limits, then the CSRF check (it may read a form body: inside the limits).
+    access line, NUL characters in the path or query refused (nul_parameters), body limits,
+    then the CSRF check (it may read a form body: inside the limits).
     """
     app.add_middleware(
         CsrfMiddleware, secret_key=functools.partial(settings.secret, "SECRET_KEY"),
         public_url=settings.public_url, cookie_names=BROWSER_COOKIES, exempt_paths=WEBHOOK_PATHS)
     app.add_middleware(RequestBodyGuard, max_bytes=settings.request_body_max_bytes,
                        timeout_s=settings.request_body_timeout_s, route_limits=ROUTE_BODY_LIMITS)
+    app.add_middleware(RejectNulParameters)
     app.add_middleware(CorrelationIdMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
 
@@ -106,6 +109,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
     mount_vendor_assets(app, settings.node_modules_dir)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),
               name="static")
-    for router in domains.routers():
+    routers = domains.routers()
+    for router in routers:
         app.include_router(router)
+    document_error_responses(app, routers)
     return app

@@ -53,14 +53,17 @@ def api_health() -> dict[str, str]:
     return {"status": "healthy"}
 
 
-@router.get("/health")
+UNHEALTHY = {503: {"description": "A component is unhealthy (the same body)"}}
+
+
+@router.get("/health", responses=UNHEALTHY)
 def health(request: Request) -> JSONResponse:
     """Readiness of every registered component; 503 when any is unhealthy. Messages and
     details for admins and the METRICS_TOKEN."""
     return _health_response(request, None)
 
 
-@router.get("/health/{component}")
+@router.get("/health/{component}", responses=UNHEALTHY)
 def component_health(component: str, request: Request) -> JSONResponse:
     """Readiness of one component (database, context, gex, …)."""
     if component not in registered_components():

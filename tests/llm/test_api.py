@@ -56,6 +56,19 @@ class TestGuardrailsAdmin:
                             headers=admin)
         assert answer.status_code == 422
 
+    def test_null_keeps_required_fields_and_clears_optional_ones(
+            self, client: TestClient, admin: dict[str, str]) -> None:
+        # schemathesis: {"name": null} / {"is_active": null} answered 500 (NOT NULL constraint).
+        created = client.post(GUARDRAILS, json=PII_RULE | {"description": "d"},
+                              headers=admin).json()
+        answer = client.put(f"{GUARDRAILS}/{created['id']}", headers=admin, json={
+            "name": None, "is_active": None, "description": None, "action": None})
+        assert answer.status_code == 200, answer.text
+        updated = answer.json()
+        assert (updated["name"], updated["is_active"], updated["action"]) == (
+            PII_RULE["name"], True, PII_RULE["action"])
+        assert updated["description"] is None
+
     def test_non_admins_see_nothing(self, client: TestClient, alice: dict[str, str],
                                     admin: dict[str, str]) -> None:
         created = client.post(GUARDRAILS, json=PII_RULE, headers=admin).json()

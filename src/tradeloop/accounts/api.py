@@ -20,7 +20,7 @@ from tradeloop.accounts.schemas import (
     UserRead,
 )
 from tradeloop.deps import SessionDep, SettingsDep
-from tradeloop.errors import ForbiddenError
+from tradeloop.errors import ForbiddenError, error_responses
 from tradeloop.mail import mail_after_commit
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -28,7 +28,8 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 REGISTERED_MESSAGE = "If this email can be registered, a confirmation mail is on its way"
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, dependencies=[AuthRateLimit])
+@router.post("/register", status_code=status.HTTP_201_CREATED, dependencies=[AuthRateLimit],
+             responses=error_responses(403))
 def register(body: RegisterRequest, session: SessionDep, settings: SettingsDep) -> RegisterResponse:
     """Create an account. The answer is the same whether or not the email already has one."""
     if not settings.allow_registration:
@@ -42,7 +43,7 @@ def register(body: RegisterRequest, session: SessionDep, settings: SettingsDep) 
     return RegisterResponse(email=service.normalize_email(body.email), message=REGISTERED_MESSAGE)
 
 
-@router.post("/token", dependencies=[AuthRateLimit])
+@router.post("/token", dependencies=[AuthRateLimit], responses=error_responses(401))
 def create_token(body: TokenRequest, session: SessionDep) -> TokenResponse:
     """Exchange email and password for a bearer API token (shown once; store it safely)."""
     user = service.authenticate(session=session, email=body.email, password=body.password)

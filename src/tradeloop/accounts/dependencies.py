@@ -13,7 +13,7 @@ from fastapi import Depends, Query, Request
 from tradeloop.accounts import service
 from tradeloop.accounts.models import TokenContext, User, UserToken
 from tradeloop.deps import RateLimiterDep, SessionDep, SettingsDep, client_address
-from tradeloop.errors import ForbiddenError, NotFoundError, UnauthorizedError
+from tradeloop.errors import ForbiddenError, NotFoundError, UnauthorizedError, answers
 
 SESSION_COOKIE = "tradeloop_session"
 
@@ -42,6 +42,7 @@ def optional_auth(request: Request, session: SessionDep) -> Authenticated | None
     return Authenticated(*found) if found else None
 
 
+@answers(401)
 def require_auth(auth: Annotated[Authenticated | None, Depends(optional_auth)]) -> Authenticated:
     if auth is None:
         raise UnauthorizedError("Missing, invalid or expired credentials: send "
@@ -53,6 +54,7 @@ def require_user(auth: Annotated[Authenticated, Depends(require_auth)]) -> User:
     return auth.user
 
 
+@answers(404)
 def require_admin(user: Annotated[User, Depends(require_user)]) -> User:
     # Non-admins get 404, like for anything else they may not see.
     if not user.is_admin:
@@ -60,6 +62,7 @@ def require_admin(user: Annotated[User, Depends(require_user)]) -> User:
     return user
 
 
+@answers(429)
 def limit_auth_attempts(request: Request, limiter: RateLimiterDep, settings: SettingsDep) -> None:
     """Count an attempt on a login/registration/reset endpoint per client address."""
     limiter.hit(settings.auth_rate_limit, "auth", request.url.path, client_address(request))
@@ -91,6 +94,7 @@ def holds_metrics_token(request: Request, settings: SettingsDep) -> bool:
     return bool(raw and token and hmac.compare_digest(raw.encode(), token.encode()))
 
 
+@answers(401)
 def aggregate_caller(request: Request, session: SessionDep,
                      settings: SettingsDep) -> AggregateScope:
     """The METRICS_TOKEN (every user's rows) or a signed-in user (their own); 401 else."""
@@ -103,12 +107,14 @@ def aggregate_caller(request: Request, session: SessionDep,
     return AggregateScope(auth.user.id, system=bool(auth.user.is_admin))
 
 
+@answers(403)
 def aggregate_scope(caller: Annotated[AggregateScope, Depends(aggregate_caller)],
                     scope: ScopeQuery = None) -> AggregateScope:
     """The rows an aggregate counts for the caller (see `_widened`)."""
     return _widened(caller, scope)
 
 
+@answers(403)
 def user_aggregate_scope(user: Annotated[User, Depends(require_user)],
                          scope: ScopeQuery = None) -> AggregateScope:
     """The same for endpoints that need a user (the METRICS_TOKEN is not one)."""

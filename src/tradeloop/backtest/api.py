@@ -29,6 +29,7 @@ from tradeloop.backtest.schemas import (
     TradeRead,
 )
 from tradeloop.deps import SessionDep, SettingsDep
+from tradeloop.errors import error_responses
 from tradeloop.market_data.service import utc_datetime
 from tradeloop.schema_types import Limit, Offset
 
@@ -44,7 +45,8 @@ def run_request(body: RunCreate) -> service.RunRequest:
 
 
 @router.post(f"{PREFIX}/run", status_code=status.HTTP_202_ACCEPTED,
-             responses={200: {"model": RunDetail, "description": "Cached result"}})
+             responses={200: {"model": RunDetail, "description": "Cached result"},
+                        **error_responses(404)})
 def run(body: RunCreate, user: CurrentUser, session: SessionDep,
         settings: SettingsDep) -> Any:
     """Queue a backtest (202 with its id), or answer 200 with the stored identical result."""
@@ -131,7 +133,8 @@ def delete_result(run_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post(f"{PREFIX}/sweep", status_code=status.HTTP_202_ACCEPTED)
+@router.post(f"{PREFIX}/sweep", status_code=status.HTTP_202_ACCEPTED,
+             responses=error_responses(404))
 def sweep(body: SweepCreate, user: CurrentUser, session: SessionDep,
           settings: SettingsDep) -> SweepAccepted:
     """Rank a param grid by a metric (vectorised where the metric allows) and run the top

@@ -83,7 +83,10 @@ def update_guardrail(*, session: Session, guardrail_id: uuid.UUID,
     }
     config = _checked_config(merged["rule_type"], merged["applies_to"], merged["action"],
                              merged["config"])
-    for field in ("name", "description", "is_active", "template_id"):
+    for field in ("name", "is_active"):  # null keeps the value, as for the fields above
+        if changes.get(field) is not None:
+            setattr(row, field, changes[field])
+    for field in ("description", "template_id"):  # optional columns: null clears them
         if field in changes:
             setattr(row, field, changes[field])
     row.rule_type, row.applies_to = merged["rule_type"].value, merged["applies_to"].value

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response, status
 
 from tradeloop.accounts.dependencies import AdminUser, CurrentUser
 from tradeloop.deps import SessionDep, SettingsDep
+from tradeloop.errors import error_responses
 from tradeloop.llm import admin, pricing
 from tradeloop.llm.schemas import (
     AppliesTo,
@@ -96,7 +97,7 @@ def effective_price(_admin: AdminUser, session: SessionDep, settings: SettingsDe
                           output_tokens=output_tokens, cost_usd=cost.usd, source=cost.source)
 
 
-@router.post(PRICES, status_code=status.HTTP_201_CREATED)
+@router.post(PRICES, status_code=status.HTTP_201_CREATED, responses=error_responses(409))
 def create_price(body: ModelPriceIn, _admin: AdminUser, session: SessionDep) -> ModelPriceRead:
     """Price a provider's model; it wins over the bundled price table."""
     return ModelPriceRead.model_validate(admin.create_price(session=session, body=body))

@@ -10,7 +10,7 @@ from starlette.datastructures import UploadFile
 
 from tradeloop.accounts.dependencies import AdminUser, CurrentUser
 from tradeloop.deps import SessionDep
-from tradeloop.errors import AppError, FieldValidationError, validation_fields
+from tradeloop.errors import AppError, FieldValidationError, error_responses, validation_fields
 from tradeloop.market_data import service
 from tradeloop.market_data.schemas import (
     BarList,
@@ -35,7 +35,8 @@ _UPLOAD_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
 }}}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=_UPLOAD_DOC)
+@router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=_UPLOAD_DOC,
+             responses=error_responses(400, 408, 413, 422))
 async def import_bars(request: Request, admin: AdminUser, session: SessionDep) -> ImportResultRead:
     """Import bars as JSON rows or a CSV/Parquet upload; all rows or none (422 lists bad rows)."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request, status
 
 from tradeloop.accounts.dependencies import CurrentUser, UserAggregateScope
 from tradeloop.deps import SessionDep, SettingsDep
+from tradeloop.errors import error_responses
 from tradeloop.prompts import playground, presenters, service
 from tradeloop.prompts.rendering import validate_template
 from tradeloop.prompts.resolution import render_limits
@@ -42,6 +43,8 @@ from tradeloop.prompts.variables import VariableSpecError, normalize_variables, 
 from tradeloop.schema_types import Limit, Offset, Version
 
 router = APIRouter(prefix="/api/v1/prompts", tags=["prompts"])
+# Global templates are changed by admins only (403 to others); a clone names a strategy.
+CHANGES_TEMPLATE = error_responses(403)
 
 @router.get("/")
 @router.get("", include_in_schema=False)
@@ -63,7 +66,7 @@ def list_templates(
                         limit=limit, offset=offset)
 
 
-@router.post("/", status_code=status.HTTP_201_CREATED)
+@router.post("/", status_code=status.HTTP_201_CREATED, responses=error_responses(403, 404))
 @router.post("", status_code=status.HTTP_201_CREATED, include_in_schema=False)
 def create(body: TemplateCreate, user: CurrentUser, session: SessionDep,
            settings: SettingsDep) -> TemplateRead:
@@ -91,7 +94,7 @@ def validate(body: ValidateBody, user: CurrentUser, settings: SettingsDep) -> Va
     return ValidateRead(valid=not issues, errors=[issue.as_dict() for issue in issues])
 
 
-@router.post("/render")
+@router.post("/render", responses=error_responses(404))
 def render(body: RenderBody, user: CurrentUser, session: SessionDep,
            settings: SettingsDep) -> RenderRead:
     """Render a stored template (any version) or raw text with `variables`."""
@@ -102,7 +105,7 @@ def render(body: RenderBody, user: CurrentUser, session: SessionDep,
                       render_ms=result.render_ms)
 
 
-@router.post("/test")
+@router.post("/test", responses=error_responses(404))
 def test(body: TestBody, user: CurrentUser, session: SessionDep, request: Request,
          settings: SettingsDep) -> TestRead:
     """Render, then (with `execute: true`) run it through the LLM service: rendered text,
@@ -118,7 +121,7 @@ def get(template_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Templ
     return presenters.template(session, template, user.id)
 
 
-@router.put("/{template_id}")
+@router.put("/{template_id}", responses=CHANGES_TEMPLATE)
 def update(template_id: uuid.UUID, body: TemplateUpdate, user: CurrentUser,
            session: SessionDep, settings: SettingsDep) -> TemplateRead:
     """Edit a template: a changed text, variables or model_config becomes version n+1."""
@@ -132,7 +135,7 @@ def update(template_id: uuid.UUID, body: TemplateUpdate, user: CurrentUser,
     return presenters.template(session, template, user.id)
 
 
-@router.delete("/{template_id}")
+@router.delete("/{template_id}", responses=CHANGES_TEMPLATE)
 def delete(template_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TemplateRead:
     """Deactivate a template (its versions and history are kept)."""
     return _set_active(template_id, user, session, active=False)
@@ -167,12 +170,12 @@ def diff(template_id: uuid.UUID, user: CurrentUser, session: SessionDep,
     return DiffRead(template_id=template.id, from_version=from_, to_version=to, diff=text)
 
 
-@router.post("/{template_id}/activate")
+@router.post("/{template_id}/activate", responses=CHANGES_TEMPLATE)
 def activate(template_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TemplateRead:
     return _set_active(template_id, user, session, active=True)
 
 
-@router.post("/{template_id}/deactivate")
+@router.post("/{template_id}/deactivate", responses=CHANGES_TEMPLATE)
 def deactivate(template_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TemplateRead:
     return _set_active(template_id, user, session, active=False)
 
@@ -184,7 +187,7 @@ def _set_active(template_id: uuid.UUID, user: CurrentUser, session: SessionDep, 
     return presenters.template(session, template, user.id)
 
 
-@router.post("/{template_id}/set-default")
+@router.post("/{template_id}/set-default", responses=CHANGES_TEMPLATE)
 def set_default(template_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TemplateRead:
     """Make it the default of its scope (strategy or global), type and timeframe."""
     template = service.set_default(session=session, actor=Actor.of(user),
@@ -192,7 +195,7 @@ def set_default(template_id: uuid.UUID, user: CurrentUser, session: SessionDep) 
     return presenters.template(session, template, user.id)
 
 
-@router.post("/{template_id}/labels")
+@router.post("/{template_id}/labels", responses=CHANGES_TEMPLATE)
 def add_label(template_id: uuid.UUID, body: LabelBody, user: CurrentUser,
               session: SessionDep) -> LabelRead:
     """Point a label at a version (default latest), moving it from wherever it was."""
@@ -201,7 +204,8 @@ def add_label(template_id: uuid.UUID, body: LabelBody, user: CurrentUser,
     return LabelRead.model_validate(row)
 
 
-@router.delete("/{template_id}/labels/{label}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{template_id}/labels/{label}", status_code=status.HTTP_204_NO_CONTENT,
+                responses=CHANGES_TEMPLATE)
 def remove_label(template_id: uuid.UUID, label: str, user: CurrentUser,
                  session: SessionDep) -> None:
     service.remove_label(session=session, actor=Actor.of(user), template_id=template_id,
@@ -219,7 +223,7 @@ def labels_history(template_id: uuid.UUID, user: CurrentUser,
                         events=[presenters.label_event(event) for event in events])
 
 
-@router.post("/{template_id}/rollback")
+@router.post("/{template_id}/rollback", responses=CHANGES_TEMPLATE)
 def rollback(template_id: uuid.UUID, body: RollbackBody, user: CurrentUser,
              session: SessionDep) -> TemplateRead:
     """Copy version `version`'s content into a new version n+1 (history is never rewritten)."""
@@ -228,7 +232,8 @@ def rollback(template_id: uuid.UUID, body: RollbackBody, user: CurrentUser,
     return presenters.template(session, template, user.id)
 
 
-@router.post("/{template_id}/clone", status_code=status.HTTP_201_CREATED)
+@router.post("/{template_id}/clone", status_code=status.HTTP_201_CREATED,
+             responses=CHANGES_TEMPLATE)
 def clone(template_id: uuid.UUID, body: CloneBody, user: CurrentUser,
           session: SessionDep) -> TemplateRead:
     """Copy a template you can read into a new one for one of your strategies."""

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from tradeloop.accounts.dependencies import AggregateCaller, AggregateScope, AggregateScopeDep
 from tradeloop.deps import SessionDep, SettingsDep
-from tradeloop.errors import ForbiddenError
+from tradeloop.errors import ForbiddenError, error_responses
 from tradeloop.settings import Settings
 from tradeloop.signals import (
     health_checks,  # noqa: F401 - registers context, gex, tasks
@@ -67,7 +67,8 @@ def latency_metrics(scope: AggregateScopeDep, session: SessionDep,
 
 
 @router.get("/prometheus", response_class=Response,
-            responses={200: {"content": {PROMETHEUS_CONTENT_TYPE: {}}}})
+            responses={200: {"content": {PROMETHEUS_CONTENT_TYPE: {}}},
+                       **error_responses(403)})
 def prometheus(caller: AggregateCaller, session: SessionDep,
                settings: SettingsDep) -> Response:
     """System-wide metrics in the Prometheus text format (admin or METRICS_TOKEN)."""

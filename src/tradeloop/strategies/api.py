@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 from tradeloop.accounts.dependencies import CurrentUser
 from tradeloop.backtest.service import activate_strategy
 from tradeloop.deps import SessionDep
+from tradeloop.errors import error_responses
 from tradeloop.schema_types import Limit, Offset
 from tradeloop.strategies import service
 from tradeloop.strategies.definition import validate_definition
@@ -35,7 +36,7 @@ def validate(body: ValidateRequest, user: CurrentUser) -> ValidateResponse:
     return ValidateResponse(valid=not errors, errors=errors)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(409))
 def create(body: StrategyCreate, user: CurrentUser, session: SessionDep) -> StrategyRead:
     """Store version 1 of a strategy (422 with every error when the definition is invalid)."""
     strategy = service.create_strategy(session=session, owner_id=user.id,
@@ -62,7 +63,7 @@ def get(strategy_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Strat
     return StrategyRead.model_validate(strategy)
 
 
-@router.patch("/{strategy_id}")
+@router.patch("/{strategy_id}", responses=error_responses(409))
 def update(strategy_id: uuid.UUID, body: StrategyUpdate, user: CurrentUser,
            session: SessionDep) -> StrategyRead:
     """Change a strategy; send the lock_version you read (409 version_conflict if stale)."""
@@ -79,7 +80,8 @@ def delete(strategy_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Re
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{strategy_id}/versions", status_code=status.HTTP_201_CREATED)
+@router.post("/{strategy_id}/versions", status_code=status.HTTP_201_CREATED,
+             responses=error_responses(409))
 def create_version(strategy_id: uuid.UUID, user: CurrentUser,
                    session: SessionDep) -> StrategyRead:
     """Copy the strategy into a new draft version n+1."""
@@ -100,7 +102,7 @@ def syntax_test(strategy_id: uuid.UUID, user: CurrentUser, session: SessionDep,
     return SyntaxTestResponse.model_validate(report)
 
 
-@router.post("/{strategy_id}/activate")
+@router.post("/{strategy_id}/activate", responses=error_responses(409))
 def activate(strategy_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> StrategyRead:
     """Make this version evaluate live bars; 409 unless a backtest of it finished."""
     strategy = activate_strategy(session=session, owner_id=user.id, strategy_id=strategy_id)
