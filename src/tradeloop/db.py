@@ -28,6 +28,11 @@ NAMING_CONVENTION = {
 
 AFTER_COMMIT_KEY = "tradeloop_after_commit"
 UNIT_OF_WORK_OPTION = "tradeloop_unit_of_work"
+READ_ONLY_KEY = "tradeloop_read_only"
+
+
+class ReadOnlySessionError(RuntimeError):
+    """A read session was asked to write: the caller should have opened a unit of work."""
 
 
 def utcnow() -> datetime:
@@ -108,7 +113,7 @@ def _begin_sqlite_transaction(connection: Any) -> None:
     # Units of work take the write lock up front (IMMEDIATE): a deferred transaction that read
     # first and writes later fails at once with "database is locked" when another writer
     # committed in between (WAL snapshot rule), instead of waiting on the busy timeout.
-    # Plain reads (health pings) stay deferred so that a long write never blocks them.
+    # Reads (read sessions, health pings) stay deferred so that a long write never blocks them.
     immediate = connection.get_execution_options().get(UNIT_OF_WORK_OPTION, False)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
@@ -122,6 +127,10 @@ class Database:
         self.engine = engine
         self.session_factory = session_factory or sessionmaker(
             engine.execution_options(**{UNIT_OF_WORK_OPTION: True}), expire_on_commit=False)
+        # Without the unit-of-work option: SQLite begins deferred, so reads never wait for
+        # (or take) the write lock. A test's shared-connection factory serves both.
+        self.read_session_factory = sessionmaker(engine, expire_on_commit=False) \
+            if session_factory is None else self.session_factory
         self._pinned_to = pinned_to  # the connection of `pinned`, idle between units of work
 
     @classmethod
@@ -138,6 +147,18 @@ class Database:
         except BaseException:
             session.rollback()
             raise
+        finally:
+            session.close()
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reading only: a deferred transaction that never takes SQLite's write
+        lock (it reads the last committed snapshot while another connection writes), rolled
+        back at the end. Flushing a change through it raises ReadOnlySessionError."""
+        session = self.read_session_factory()
+        session.info[READ_ONLY_KEY] = True
+        try:
+            yield session
         finally:
             session.close()
 
@@ -257,6 +278,14 @@ def run_after_commit(session: Session, callback: Callable[[], None]) -> None:
     Background jobs go through this so a job never refers to a row that does not exist.
     """
     session.info.setdefault(AFTER_COMMIT_KEY, []).append(callback)
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_writes_in_read_sessions(session: Session, *_: Any) -> None:
+    if session.info.get(READ_ONLY_KEY) and (session.new or session.dirty or session.deleted):
+        raise ReadOnlySessionError(
+            "this read session cannot write: open a unit of work (Database.unit_of_work, or "
+            "WriteSessionDep in a GET handler) for requests that change rows")
 
 
 @event.listens_for(Session, "after_commit")

@@ -15,11 +15,31 @@ from tradeloop.ratelimit import RateLimiter
 from tradeloop.schema_types import non_finite_numbers, strings_with_nul
 from tradeloop.settings import Settings
 
+# Methods that never change state (RFC 9110 "safe"): their requests read in a deferred
+# transaction, so on SQLite they never wait for the write lock another connection holds.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.db
+
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One unit of work per request: commit when the endpoint returns, roll back if it raises."""
-    db: Database = request.app.state.db
-    with db.unit_of_work() as session:
+    """The request's session, shared by its dependencies (the caller's identity included).
+
+    A safe request (GET, HEAD) reads in a read session that never takes SQLite's write lock;
+    any other request is one unit of work: committed when the endpoint returns, rolled back
+    when it raises. A GET that must write declares WriteSessionDep.
+    """
+    db = get_database(request)
+    opened = db.read_session() if request.method in SAFE_METHODS else db.unit_of_work()
+    with opened as session:
+        yield session
+
+
+def get_write_session(request: Request) -> Iterator[Session]:
+    """A unit of work whatever the method: for the rare safe request that records something."""
+    with get_database(request).unit_of_work() as session:
         yield session
 
 
@@ -70,6 +90,8 @@ def _declares_json(request: Request) -> bool:
         media_type.startswith("application/") and media_type.endswith("+json"))
 
 
+DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[Session, Depends(get_session)]
+WriteSessionDep = Annotated[Session, Depends(get_write_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]

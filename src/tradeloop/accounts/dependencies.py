@@ -8,11 +8,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query, Request
+from fastapi import BackgroundTasks, Depends, Query, Request
+from sqlalchemy.orm import Session
 
 from tradeloop.accounts import service
 from tradeloop.accounts.models import TokenContext, User, UserToken
-from tradeloop.deps import RateLimiterDep, SessionDep, SettingsDep, client_address
+from tradeloop.db import READ_ONLY_KEY, Database
+from tradeloop.deps import DatabaseDep, RateLimiterDep, SessionDep, SettingsDep, client_address
 from tradeloop.errors import ForbiddenError, NotFoundError, UnauthorizedError, answers
 
 SESSION_COOKIE = "tradeloop_session"
@@ -30,7 +32,8 @@ def bearer_token(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def optional_auth(request: Request, session: SessionDep) -> Authenticated | None:
+def optional_auth(request: Request, session: SessionDep, db: DatabaseDep,
+                  after_response: BackgroundTasks) -> Authenticated | None:
     """The caller's identity from `Authorization: Bearer` or the session cookie, if any."""
     raw = bearer_token(request)
     context = TokenContext.API
@@ -39,7 +42,26 @@ def optional_auth(request: Request, session: SessionDep) -> Authenticated | None
     if not raw:
         return None
     found = service.user_for_token(session=session, raw_token=raw, context=context)
-    return Authenticated(*found) if found else None
+    if found is None:
+        return None
+    if service.token_use_is_stale(found[1]):
+        _record_token_use(session, db, after_response, found[1].id)
+    return Authenticated(*found)
+
+
+def _record_token_use(session: Session, db: Database, after_response: BackgroundTasks,
+                      token_id: uuid.UUID) -> None:
+    # A read request must not take the write lock for this: it is recorded once the answer
+    # has gone, in a unit of work of its own (on a worker thread, off the event loop).
+    if session.info.get(READ_ONLY_KEY):
+        after_response.add_task(_record_token_use_later, db, token_id)
+    else:
+        service.record_token_use(session=session, token_id=token_id)
+
+
+def _record_token_use_later(db: Database, token_id: uuid.UUID) -> None:
+    with db.unit_of_work() as session:
+        service.record_token_use(session=session, token_id=token_id)
 
 
 @answers(401)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from tradeloop.accounts import security
@@ -163,16 +163,26 @@ def find_token(*, session: Session, raw_token: str, context: TokenContext) -> Us
 
 def user_for_token(*, session: Session, raw_token: str,
                    context: TokenContext) -> tuple[User, UserToken] | None:
-    """The user a session or API token belongs to, recording when it was last used."""
+    """The user a session or API token belongs to (see `record_token_use`)."""
     token = find_token(session=session, raw_token=raw_token, context=context)
     if token is None:
         return None
-    now = utcnow()
-    # Writing on every request would serialise readers on SQLite; a minute's precision is enough.
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        token.last_used_at = now
     user = session.get(User, token.user_id)
     return (user, token) if user else None
+
+
+def token_use_is_stale(token: UserToken) -> bool:
+    """Whether the token's last use is worth recording again.
+
+    Writing on every request would serialise readers on SQLite; a minute's precision is enough.
+    """
+    return token.last_used_at is None or utcnow() - token.last_used_at > timedelta(minutes=1)
+
+
+def record_token_use(*, session: Session, token_id: uuid.UUID) -> None:
+    """Set the token's last use to now (a token deleted meanwhile is left alone)."""
+    session.execute(update(UserToken).where(UserToken.id == token_id)
+                    .values(last_used_at=utcnow()))
 
 
 def list_tokens(*, session: Session, user: User) -> list[UserToken]:
