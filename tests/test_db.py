@@ -32,3 +32,32 @@ def test_pinned_units_of_work_share_one_checkout_and_stay_separate(tmp_path: Pat
             assert session.scalars(text("SELECT name FROM items")).all() == ["kept"]
     finally:
         db.dispose()
+
+
+def test_a_read_session_refuses_to_write(db: Database) -> None:
+    from tradeloop.accounts.models import User
+    from tradeloop.db import ReadOnlySessionError
+    with pytest.raises(ReadOnlySessionError), db.read_session() as session:
+        session.add(User(email="reader@example.com", hashed_password="x"))
+        session.flush()
+
+
+def test_a_read_session_reads_while_another_connection_holds_the_write_lock(
+        tmp_path: Path) -> None:
+    import sqlite3
+    import time
+    database = Database.from_url(f"sqlite:///{tmp_path / 'locked.db'}")
+    with database.unit_of_work() as session:
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+        session.execute(text("INSERT INTO t VALUES (1)"))
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with database.read_session() as session:
+            assert session.execute(text("SELECT x FROM t")).scalar_one() == 1
+        assert time.monotonic() - started < 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        database.dispose()

@@ -12,7 +12,7 @@ from tradeloop.accounts.dependencies import (
     SESSION_COOKIE,
     bearer_token,
     holds_metrics_token,
-    optional_auth,
+    identify_caller,
 )
 from tradeloop.db import Database
 from tradeloop.errors import NotFoundError
@@ -30,8 +30,8 @@ def _sees_figures(request: Request, db: Database, settings: Settings) -> bool:
     if not (bearer_token(request) or request.cookies.get(SESSION_COOKIE)):
         return False  # a probe: no database round trip
     try:
-        with db.unit_of_work() as session:
-            auth = optional_auth(request, session)
+        with db.read_session() as session:
+            auth = identify_caller(request, session)
             return bool(auth and auth.user.is_admin)
     except SQLAlchemyError:
         return False  # the database is down: the components say so, to everyone

@@ -96,6 +96,15 @@ class TestToken:
         assert wrong.json()["error"]["message"] == unknown.json()["error"]["message"]
         assert wrong.json()["error"]["code"] == unknown.json()["error"]["code"]
 
+    def test_a_read_records_the_tokens_use_after_answering(self, client: TestClient,
+                                                           db: Database) -> None:
+        create_user(db, "reader@example.com")
+        token = token_for(client, "reader@example.com", name="reader")
+        assert client.get("/api/v1/auth/me", headers=bearer(token)).status_code == 200
+        listed = client.get("/api/v1/auth/tokens", headers=bearer(token)).json()
+        used = [row["last_used_at"] for row in listed["tokens"] if row["name"] == "reader"]
+        assert used and used[0] is not None
+
     def test_me_without_credentials_is_401(self, client: TestClient) -> None:
         assert client.get("/api/v1/auth/me").status_code == 401
         bad = client.get("/api/v1/auth/me", headers={"Authorization": "Bearer tl_nope"})

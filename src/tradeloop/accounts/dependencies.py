@@ -32,8 +32,7 @@ def bearer_token(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def optional_auth(request: Request, session: SessionDep, db: DatabaseDep,
-                  after_response: BackgroundTasks) -> Authenticated | None:
+def identify_caller(request: Request, session: Session) -> Authenticated | None:
     """The caller's identity from `Authorization: Bearer` or the session cookie, if any."""
     raw = bearer_token(request)
     context = TokenContext.API
@@ -42,11 +41,16 @@ def optional_auth(request: Request, session: SessionDep, db: DatabaseDep,
     if not raw:
         return None
     found = service.user_for_token(session=session, raw_token=raw, context=context)
-    if found is None:
-        return None
-    if service.token_use_is_stale(found[1]):
-        _record_token_use(session, db, after_response, found[1].id)
-    return Authenticated(*found)
+    return Authenticated(*found) if found else None
+
+
+def optional_auth(request: Request, session: SessionDep, db: DatabaseDep,
+                  after_response: BackgroundTasks) -> Authenticated | None:
+    """The caller's identity (see `identify_caller`), its token's use recorded."""
+    auth = identify_caller(request, session)
+    if auth is not None and service.token_use_is_stale(auth.token):
+        _record_token_use(session, db, after_response, auth.token.id)
+    return auth
 
 
 def _record_token_use(session: Session, db: Database, after_response: BackgroundTasks,
@@ -117,12 +121,12 @@ def holds_metrics_token(request: Request, settings: SettingsDep) -> bool:
 
 
 @answers(401)
-def aggregate_caller(request: Request, session: SessionDep,
-                     settings: SettingsDep) -> AggregateScope:
+def aggregate_caller(request: Request, settings: SettingsDep,
+                     auth: Annotated[Authenticated | None, Depends(optional_auth)],
+                     ) -> AggregateScope:
     """The METRICS_TOKEN (every user's rows) or a signed-in user (their own); 401 else."""
     if holds_metrics_token(request, settings):
         return AggregateScope(None, system=True)
-    auth = optional_auth(request, session)
     if auth is None:
         raise UnauthorizedError("Aggregates need 'Authorization: Bearer <API token or "
                                 "METRICS_TOKEN>' or a signed-in session")
