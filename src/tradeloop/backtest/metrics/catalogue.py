@@ -1,7 +1,7 @@
 """The metrics a backtest reports: names, categories, kinds, units and conventions.
 
-No NumPy here: the database columns (backtest/models.py), the API's schemas and the sweep's
-metric names are built from this catalogue without loading the numeric code. Every metric is
+No NumPy here: the database columns (backtest/models.py) and the sweep's metric names
+(backtest/sweeps.py) are built from this catalogue without loading the numeric code. Every metric is
 documented with its formula in docs/metrics.md.
 
 backtesting.py 0.6.6's ``compute_stats`` (backtesting/_stats.py) is the reference: every metric
