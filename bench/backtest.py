@@ -201,9 +201,10 @@ def goog_arrays() -> tuple[dict[str, Any], Any]:
 
 def tradeloop_sweep(definition: Any, columns: dict[str, Any], bars: Any) -> list[float | None]:
     """Sharpe ratio of every pair: compile with the pair's params, evaluate the signals,
-    run the engine, then rank with the sweep's metric (engine.sharpe_ratios, equal to
+    run the engine, then rank with the sweep's metric (metrics.ranking.rank_values, equal to
     compute_metrics' sharpe_ratio)."""
-    from tradeloop.backtest.engine import BacktestOptions, run_backtest, sharpe_ratios
+    from tradeloop.backtest.engine import BacktestOptions, run_backtest
+    from tradeloop.backtest.metrics.ranking import rank_values
     from tradeloop.strategies.compiler import compile_strategy
 
     options = BacktestOptions(cash=CASH)
@@ -212,7 +213,7 @@ def tradeloop_sweep(definition: Any, columns: dict[str, Any], bars: Any) -> list
         compiled = compile_strategy(definition, {"fast": fast, "slow": slow})
         outputs.append(run_backtest([(bars, compiled.evaluate(columns))], compiled.risk,
                                     options))
-    return sharpe_ratios(outputs)
+    return rank_values(outputs, "sharpe_ratio")
 
 
 def vectorbt_sweep(close: Any, opening: Any) -> Any:
@@ -358,7 +359,7 @@ def bench_sweep(cfg: Config, report: Report) -> None:
         f"Row 2 check: vectorbt's equity curves equal tradeloop's for all 100 pairs (largest "
         f"relative difference {equity_diff:.1e}); Sharpe rank correlation {ranks:.3f} "
         f"(different Sharpe definitions); best pair by tradeloop's Sharpe {best}; the sweep's "
-        f"engine.sharpe_ratios equals compute_metrics' sharpe_ratio exactly for {same}/100 "
+        f"rank_values equals compute_metrics' sharpe_ratio exactly for {same}/100 "
         f"pairs. vectorbt's "
         f"first call in this process (numba cache load / compile): {wall(first_call)}.")
     report.data["sweep"] = {"tradeloop_s": t_ours, "vectorbt_s": t_theirs,
@@ -572,7 +573,7 @@ def seed_runs(url: str, count: int) -> dict[str, Any]:
     equity_ts = zlib.compress(stamps.astype(np.int64).tobytes(), level=1)
     equity_values = zlib.compress(curve.tobytes(), level=1)
     # Every metric column gets a value of its type (the table, not the metric registry, says
-    # which: this script uses no metrics.py name beyond compute_metrics and sharpe_ratio).
+    # which: this script uses no metrics name beyond compute_metrics and rank_values).
     metric_columns = [c for c in BacktestResult.__table__.columns
                       if c.name not in ("run_id", "equity_ts", "equity_values", "created_at")]
     int_names = [c.name for c in metric_columns if isinstance(c.type, Integer)]

@@ -23,7 +23,7 @@ from tradeloop.backtest.engine import (
     run_backtest,
     run_symbol,
 )
-from tradeloop.backtest.results import Trades
+from tradeloop.backtest.results import BacktestOutput, Trades
 from tradeloop.strategies.compiler import StrategySignals, compile_strategy
 from tradeloop.strategies.definition import RiskSettings, parse_definition
 
@@ -604,11 +604,17 @@ def random_walk_outputs(timeline: str, *, seed: int, volatility: float) -> list[
     return outputs
 
 
+def sharpe_ratios(outputs: list[BacktestOutput]) -> list[float | None]:
+    """The sweep's Sharpe of each output: the ranking module's, as sweeps.py ranks."""
+    from tradeloop.backtest.metrics.ranking import rank_values
+
+    return rank_values(outputs, "sharpe_ratio")
+
+
 @pytest.mark.parametrize("timeline", TIMELINES)
 def test_sharpe_ratios_equal_compute_metrics(timeline: str) -> None:
     """The sweep's Sharpe is compute_metrics' own value, bit for bit (None where undefined),
     for every annualisation rule; runs sharing their bars share one calendar."""
-    from tradeloop.backtest.engine import sharpe_ratios
     from tradeloop.backtest.metrics import compute_metrics
 
     outputs = random_walk_outputs(timeline, seed=11, volatility=0.01)
@@ -618,7 +624,6 @@ def test_sharpe_ratios_equal_compute_metrics(timeline: str) -> None:
 
 
 def test_sharpe_ratios_of_the_goog_sweep_equal_compute_metrics() -> None:
-    from tradeloop.backtest.engine import sharpe_ratios
     from tradeloop.backtest.metrics import compute_metrics
 
     definition = parse_definition(cross_definition(10, 30, "both", RiskSettings()))

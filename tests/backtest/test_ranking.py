@@ -17,7 +17,7 @@ from tests.backtest.test_engine import (
 )
 from tradeloop.backtest.engine import BacktestOptions, run_backtest
 from tradeloop.backtest.metrics import METRICS, compute_metrics
-from tradeloop.backtest.ranking import RANKABLE, rank_values
+from tradeloop.backtest.metrics.ranking import RANKABLE, rank_values
 from tradeloop.backtest.results import BacktestOutput
 from tradeloop.strategies.compiler import compile_strategy
 from tradeloop.strategies.definition import RiskSettings, parse_definition

@@ -1,4 +1,5 @@
-"""Backtest API (SPEC §5): run (cached), results, trades, equity, sweeps, cache metrics."""
+"""Backtest API (SPEC §5): run (cached), results, trades, equity, sweeps, cache metrics, and
+strategy activation (it needs a finished backtest, so it lives here, at the strategies URL)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse
 from tradeloop.accounts.dependencies import AggregateScopeDep, CurrentUser
 from tradeloop.backtest import service, sweeps
 from tradeloop.backtest.engine import BacktestOptions
-from tradeloop.backtest.models import BacktestRun
+from tradeloop.backtest.presenters import run_detail, strategy_ref
 from tradeloop.backtest.schemas import (
     EquityCurve,
     EquityPoint,
@@ -21,7 +22,6 @@ from tradeloop.backtest.schemas import (
     RunList,
     RunOptions,
     RunSummary,
-    StrategyRef,
     SweepAccepted,
     SweepCreate,
     SweepReport,
@@ -32,8 +32,12 @@ from tradeloop.deps import SessionDep, SettingsDep
 from tradeloop.errors import error_responses
 from tradeloop.market_data.service import utc_datetime
 from tradeloop.schema_types import Limit, Offset
+from tradeloop.strategies.schemas import StrategyRead
 
-router = APIRouter(tags=["backtests"])
+# The module's router is composed at the bottom from these two: activation first, where the
+# strategies router ended before it moved here, so the OpenAPI document keeps its order.
+activation = APIRouter(prefix="/api/v1/strategies", tags=["strategies"])
+backtests = APIRouter(tags=["backtests"])
 PREFIX = "/api/v1/backtest"
 
 
@@ -44,7 +48,7 @@ def run_request(body: RunCreate) -> service.RunRequest:
                               options=options)
 
 
-@router.post(f"{PREFIX}/run", status_code=status.HTTP_202_ACCEPTED,
+@backtests.post(f"{PREFIX}/run", status_code=status.HTTP_202_ACCEPTED,
              responses={200: {"model": RunDetail, "description": "Cached result"},
                         **error_responses(404)})
 def run(body: RunCreate, user: CurrentUser, session: SessionDep,
@@ -59,22 +63,7 @@ def run(body: RunCreate, user: CurrentUser, session: SessionDep,
     return RunAccepted(id=submitted.run.id, status=submitted.run.status, cached=False)
 
 
-def strategy_ref(run: BacktestRun) -> StrategyRef:
-    return StrategyRef(id=run.strategy_id, name=run.strategy_name, version=run.strategy_version)
-
-
-def run_detail(session: SessionDep, run: BacktestRun, *, cached: bool = False) -> RunDetail:
-    result = service.get_result(session=session, run=run)
-    return RunDetail(
-        id=run.id, status=run.status, strategy=strategy_ref(run), params=run.params,
-        symbols=run.symbol_list, cached=cached, metrics=service.grouped_metrics(result),
-        timeframe=run.timeframe, start=run.start, end=run.end,
-        options=RunOptions.model_validate(run, from_attributes=True),
-        cache_hits=run.cache_hits, error=run.error, duration_ms=run.duration_ms,
-        inserted_at=run.inserted_at, started_at=run.started_at, finished_at=run.finished_at)
-
-
-@router.get(f"{PREFIX}/results")
+@backtests.get(f"{PREFIX}/results")
 def list_results(user: CurrentUser, session: SessionDep,
                  limit: Limit = 20,
                  offset: Offset = 0,
@@ -95,13 +84,13 @@ def list_results(user: CurrentUser, session: SessionDep,
         limit=limit, offset=offset, next_cursor=page.next_cursor)
 
 
-@router.get(f"{PREFIX}/results/{{run_id}}")
+@backtests.get(f"{PREFIX}/results/{{run_id}}")
 def get_result(run_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> RunDetail:
     """One run: status, options, error, and its metrics grouped by category."""
     return run_detail(session, service.get_run(session=session, owner_id=user.id, run_id=run_id))
 
 
-@router.get(f"{PREFIX}/results/{{run_id}}/trades")
+@backtests.get(f"{PREFIX}/results/{{run_id}}/trades")
 def get_trades(run_id: uuid.UUID, user: CurrentUser, session: SessionDep,
                limit: Annotated[int, Query(ge=1, le=5000)] = 500,
                offset: Offset = 0) -> TradeList:
@@ -114,7 +103,7 @@ def get_trades(run_id: uuid.UUID, user: CurrentUser, session: SessionDep,
         exit_reason=t.exit_reason) for t in trades], total=total, limit=limit, offset=offset)
 
 
-@router.get(f"{PREFIX}/results/{{run_id}}/equity")
+@backtests.get(f"{PREFIX}/results/{{run_id}}/equity")
 def get_equity(run_id: uuid.UUID, user: CurrentUser, session: SessionDep,
                points: Annotated[int | None, Query(ge=2, le=100_000)] = 2000) -> EquityCurve:
     """The equity curve, thinned evenly to at most `points` points for charts."""
@@ -127,13 +116,13 @@ def get_equity(run_id: uuid.UUID, user: CurrentUser, session: SessionDep,
                                           for t, e in zip(ts, equity, strict=True)])
 
 
-@router.delete(f"{PREFIX}/results/{{run_id}}", status_code=status.HTTP_204_NO_CONTENT)
+@backtests.delete(f"{PREFIX}/results/{{run_id}}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_result(run_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
     service.delete_run(session=session, owner_id=user.id, run_id=run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post(f"{PREFIX}/sweep", status_code=status.HTTP_202_ACCEPTED,
+@backtests.post(f"{PREFIX}/sweep", status_code=status.HTTP_202_ACCEPTED,
              responses=error_responses(404))
 def sweep(body: SweepCreate, user: CurrentUser, session: SessionDep,
           settings: SettingsDep) -> SweepAccepted:
@@ -147,7 +136,7 @@ def sweep(body: SweepCreate, user: CurrentUser, session: SessionDep,
                          runs=created.top, top=created.top, cached=cached)
 
 
-@router.get(f"{PREFIX}/sweep/{{sweep_id}}")
+@backtests.get(f"{PREFIX}/sweep/{{sweep_id}}")
 def sweep_report(sweep_id: uuid.UUID, user: CurrentUser, session: SessionDep,
                  metric: str | None = None, descending: bool | None = None) -> SweepReport:
     """Progress and the finished runs ranked by the metric, best first."""
@@ -156,9 +145,23 @@ def sweep_report(sweep_id: uuid.UUID, user: CurrentUser, session: SessionDep,
         descending=descending))
 
 
-@router.get("/metrics/backtests")
+@backtests.get("/metrics/backtests")
 def backtest_metrics(scope: AggregateScopeDep, session: SessionDep) -> dict[str, Any]:
     """Your runs by status and your result cache's hit rate (every user's: `scope=all`,
     admins and the METRICS_TOKEN)."""
     return {**service.cache_stats(session=session, owner_id=scope.owner_id),
             "scope": scope.label}
+
+
+@activation.post("/{strategy_id}/activate", responses=error_responses(409))
+def activate(strategy_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> StrategyRead:
+    """Make this version evaluate live bars; 409 unless a backtest of it finished."""
+    strategy = service.activate_strategy(session=session, owner_id=user.id,
+                                         strategy_id=strategy_id)
+    return StrategyRead.model_validate(strategy)
+
+
+# The routes themselves, not include_router: that nests the two routers, and the error
+# statuses are documented per route (errors.document_error_responses) of `router.routes`.
+router = APIRouter()
+router.routes.extend([*activation.routes, *backtests.routes])

@@ -81,18 +81,15 @@ trades' pnl, minus the open trade's entry commission) plus the open trade's unre
 Shorts need no margin beyond the cash and there is no margin call: unlike backtesting.py the
 run goes on if equity falls to zero or below.
 
-Sweeps
-    ``sharpe_ratios(outputs)`` gives the ``sharpe_ratio`` that ``metrics.compute_metrics``
-    would give each output, computing nothing else, so a grid of runs can be ranked without
-    the full set of metrics per run (bench/backtest.py, row 2).
+Ranking many runs by one metric (a sweep) is ``backtest.metrics.ranking``'s job, not the
+engine's: it computes that metric alone for every run at once.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -445,99 +442,3 @@ def _concat_trades(parts: list[Trades]) -> Trades:
     order = np.argsort(joined["entry_time"], kind="stable")
     return Trades(**{name: values[order] for name, values in joined.items()})
 
-
-# --- sweeps: the ranking metric alone --------------------------------------------------
-
-_NS_PER_DAY = 86_400_000_000_000
-
-
-def sharpe_ratios(outputs: Iterable[BacktestOutput]) -> list[float | None]:
-    """``compute_metrics(output)["risk_adjusted"]["sharpe_ratio"]`` of each output, and only
-    that: a parameter sweep ranks hundreds of runs by it and needs none of the other metrics.
-
-    It is the same arithmetic, step for step, as metrics.py (backtesting.py's Sharpe: the
-    geometric annual return over the volatility of the compounded annual return, on period
-    returns resampled as metrics.py does), so the values are identical, not just close;
-    tests/backtest/test_engine.py holds the two together. The calendar (period ends and
-    periods per year) is worked out once per distinct timestamps array, so runs of one sweep,
-    which share their bars, pay for it once."""
-    calendars: list[tuple[np.ndarray, np.ndarray, int]] = []  # (ts, period ends, periods)
-    ratios: list[float | None] = []
-    for output in outputs:
-        ts = np.asarray(output.ts).astype("datetime64[ns]", copy=False).view(np.int64)
-        if not len(ts):
-            ratios.append(None)
-            continue
-        calendar = next((known for known in calendars if known[0] is ts or (
-            len(known[0]) == len(ts) and np.array_equal(known[0], ts))), None)
-        if calendar is None:
-            calendar = (ts, *_annualisation(ts))
-            calendars.append(calendar)
-        _, ends, periods = calendar
-        equity = np.asarray(output.equity, dtype=float)
-        ratio = _sharpe(_simple_returns(equity[ends]), periods)
-        ratios.append(ratio if math.isfinite(ratio) else None)
-    return ratios
-
-
-def _annualisation(ts: np.ndarray) -> tuple[np.ndarray, int]:
-    """Last bar of each annualisation period and the periods per year (metrics.py's rule:
-    the median spacing of the last 100 bars picks weeks, months, years or days; days count
-    365 a year when weekend bars are common, else 252)."""
-    spacing = np.diff(ts[-100:]).astype(np.float64)
-    days = int(np.median(spacing)) // _NS_PER_DAY if len(spacing) else None
-    freq = {7: "W", 31: "ME", 365: "YE"}.get(days, "D")  # type: ignore[arg-type]
-    if freq != "D":
-        return _period_ends(ts, freq), {"W": 52, "ME": 12, "YE": 1}[freq]
-    day_ends = _period_ends(ts, "D")
-    bars_per_day = np.diff(np.r_[-1, day_ends])
-    weekday = (ts[day_ends] // _NS_PER_DAY + 3) % 7   # 1970-01-01 was a Thursday
-    weekend_share = bars_per_day[weekday >= 5].sum() / len(ts)
-    return day_ends, (365 if weekend_share > 2 / 7 * 0.6 else 252)
-
-
-def _period_ends(ts: np.ndarray, freq: str) -> np.ndarray:
-    """Index of the last bar of each calendar period (pandas' resample bins)."""
-    days = ts // _NS_PER_DAY
-    if freq == "W":
-        key = (days + 3) // 7                        # weeks end on Sunday
-    elif freq in ("ME", "YE"):
-        unit = "datetime64[M]" if freq == "ME" else "datetime64[Y]"
-        key = days.astype("datetime64[D]").astype(unit).astype(np.int64)
-    else:
-        key = days
-    return np.flatnonzero(np.r_[key[1:] != key[:-1], True])
-
-
-def _simple_returns(values: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        returns = values[1:] / values[:-1] - 1
-    return returns[~np.isnan(returns)]
-
-
-def _geometric_mean(returns: np.ndarray) -> float:
-    finite = np.isfinite(returns).all()  # nan_to_num only changes inf (NaN was dropped)
-    growth = (returns if finite else np.nan_to_num(returns, nan=0.0)) + 1
-    if np.any(growth <= 0):
-        return 0.0
-    return math.exp(np.log(growth).sum() / (len(growth) or np.nan)) - 1
-
-
-def _sharpe(returns: np.ndarray, periods: int) -> float:
-    """Annualised geometric return / annualised volatility, both in % as metrics.py
-    computes them; NaN where undefined."""
-    growth = 1 + _geometric_mean(returns)
-    try:   # metrics.py: an annual return or volatility past the float range is undefined
-        annual_pct = (growth ** periods - 1) * 100
-        growth_2p = growth ** (2 * periods)
-    except OverflowError:
-        return math.nan
-    if len(returns) < 2:
-        return math.nan
-    var = returns.var(ddof=1)
-    with np.errstate(invalid="ignore", over="ignore"):
-        volatility = float(np.sqrt((var + growth**2) ** periods - growth_2p))
-    volatility_pct = volatility * 100
-    if not volatility_pct or math.isnan(volatility_pct):
-        return math.nan
-    return float(annual_pct / volatility_pct)

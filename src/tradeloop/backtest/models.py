@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tradeloop.backtest.metrics import METRICS
+from tradeloop.backtest.metrics.catalogue import METRICS
 from tradeloop.db import Base, UTCDateTime, UUIDPrimaryKey, utcnow
 from tradeloop.ownership import UserOwned
 

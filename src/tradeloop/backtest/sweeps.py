@@ -27,7 +27,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tradeloop.backtest import service
-from tradeloop.backtest.metrics import METRICS
+from tradeloop.backtest.metrics.catalogue import METRICS
+from tradeloop.backtest.metrics.ranking import RANKABLE, rank_values
 from tradeloop.backtest.models import (
     BacktestResult,
     BacktestRun,
@@ -35,7 +36,6 @@ from tradeloop.backtest.models import (
     BacktestSweepPoint,
     SweepMethod,
 )
-from tradeloop.backtest.ranking import RANKABLE, rank_values
 from tradeloop.backtest.service import RunRequest, start_queue, submit_run
 from tradeloop.db import Database, utcnow
 from tradeloop.errors import AppError, FieldValidationError

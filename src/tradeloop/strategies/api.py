@@ -1,4 +1,7 @@
-"""Strategies API (SPEC §3): CRUD, validate, syntax-test, versions; all scoped to the caller."""
+"""Strategies API (SPEC §3): CRUD, validate, syntax-test, versions; all scoped to the caller.
+
+Activation (POST /api/v1/strategies/{id}/activate) needs a finished backtest of the version, so
+its route lives in backtest/api.py: strategies does not import backtest."""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from tradeloop.accounts.dependencies import CurrentUser
-from tradeloop.backtest.service import activate_strategy
 from tradeloop.deps import SessionDep
 from tradeloop.errors import error_responses
 from tradeloop.schema_types import Limit, Offset
@@ -101,9 +103,3 @@ def syntax_test(strategy_id: uuid.UUID, user: CurrentUser, session: SessionDep,
                                  options=options)
     return SyntaxTestResponse.model_validate(report)
 
-
-@router.post("/{strategy_id}/activate", responses=error_responses(409))
-def activate(strategy_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> StrategyRead:
-    """Make this version evaluate live bars; 409 unless a backtest of it finished."""
-    strategy = activate_strategy(session=session, owner_id=user.id, strategy_id=strategy_id)
-    return StrategyRead.model_validate(strategy)

@@ -5,11 +5,12 @@ runs that share their bars (same symbols and range, other params), so here the e
 are stacked into a (runs x bars) matrix, the calendar (period ends, periods per year, bar
 spacing) is worked out once, and the metric is a handful of NumPy reductions along the rows.
 
-Every formula is metrics.py's, operation for operation, so a value here equals the single
-run's `compute_metrics` value to floating-point noise (tests/backtest/test_ranking.py holds
-them to rtol 1e-12). Trade metrics are computed per run by metrics_trades (microseconds: no
-curve work). Metrics not in RANKABLE (calendar months, benchmark, tails, …) are ranked from
-full runs instead (sweeps.py).
+Every formula is the single run's (calendar, returns, risk, drawdown), operation for
+operation, so a value here equals `compute_metrics`' value to floating-point noise
+(tests/backtest/test_ranking.py holds them to rtol 1e-12, and the Sharpe ratio bit for bit).
+Trade metrics are computed per run by metrics.trades (microseconds: no curve work). Metrics
+not in RANKABLE (calendar months, benchmark, tails, …) are ranked from full runs instead
+(sweeps.py). bench/backtest.py ranks its sweep with rank_values too.
 """
 
 from __future__ import annotations
@@ -22,10 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from tradeloop.backtest import metrics, metrics_trades
+from tradeloop.backtest.metrics import calendar
+from tradeloop.backtest.metrics.catalogue import METRICS, clean_value
+from tradeloop.backtest.metrics.compute import compute_metrics
+from tradeloop.backtest.metrics.numeric import geometric_mean, sample_variance
+from tradeloop.backtest.metrics.returns import annualized_return, cagr
+from tradeloop.backtest.metrics.risk import annualized_volatility
+from tradeloop.backtest.metrics.trades import trade_metrics
 from tradeloop.backtest.results import BacktestOutput
 
-_TRADE_METRICS = frozenset(spec.name for spec in metrics.METRICS if spec.category == "trades")
+_TRADE_METRICS = frozenset(spec.name for spec in METRICS if spec.category == "trades")
 
 
 @dataclass(frozen=True)
@@ -40,31 +47,33 @@ class _Batch:
 
     @classmethod
     def of(cls, ts: np.ndarray, equity: np.ndarray) -> _Batch:
-        period = metrics.data_period(ts)
-        days = metrics.utc_days(ts)
-        ppy, freq = metrics.periods_per_year(ts, period, days)
-        ends = days[0] if freq == "D" else metrics.period_ends(ts, freq)
+        period = calendar.data_period(ts)
+        days = calendar.utc_days(ts)
+        ppy, freq = calendar.periods_per_year(ts, period, days)
+        ends = days[0] if freq == "D" else calendar.period_ends(ts, freq)
         return cls(ts, equity, period, ppy, ends)
 
     @cached_property
     def returns(self) -> np.ndarray:
-        """Period returns per run (metrics.simple_returns along each row)."""
+        """Period returns per run (returns.simple_returns along each row)."""
         values = self.equity[:, self.ends]
         with np.errstate(divide="ignore", invalid="ignore"):
             return values[:, 1:] / values[:, :-1] - 1
 
     @cached_property
     def geo_mean(self) -> np.ndarray:
-        """metrics_trades.geometric_mean of each row."""
-        returns = self.returns
-        growth = (returns if np.isfinite(returns).all()
-                  else np.nan_to_num(returns, nan=0.0)) + 1
-        with np.errstate(divide="ignore", invalid="ignore"):
-            logs = np.log(growth)
-        n = returns.shape[1] or np.nan
-        out = np.exp(logs.sum(axis=1) / n) - 1
-        out[(growth <= 0).any(axis=1)] = 0.0
-        return out
+        """numeric.geometric_mean of each row, row by row: a sum along the rows of the matrix
+        adds in another order, and the Sharpe ratio must equal compute_metrics' bit for bit
+        (a few µs a run)."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.array([geometric_mean(row) for row in self.returns], dtype=np.float64)
+
+    @cached_property
+    def variance(self) -> np.ndarray:
+        """numeric.sample_variance of each row (two or more returns), row by row like
+        geo_mean."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.array([sample_variance(row) for row in self.returns], dtype=np.float64)
 
     @cached_property
     def first(self) -> np.ndarray:
@@ -75,23 +84,21 @@ class _Batch:
         return self.equity[:, -1]
 
 
-def _power(base: np.ndarray, exponent: int) -> np.ndarray:
-    """base ** exponent, inf (undefined: None) where metrics.py's float power overflows."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.power(base, exponent)
-
-
 def _return_ann_pct(b: _Batch) -> np.ndarray:
-    return (_power(1 + b.geo_mean, b.ppy) - 1) * 100
+    """returns.annualized_return of each run, in the single run's scalar arithmetic: NumPy's
+    vectorised power rounds differently in the last bits, and the Sharpe ratio a sweep
+    ranks by must equal compute_metrics' bit for bit."""
+    return np.array([annualized_return(row, b.ppy, geo_mean) * 100
+                     for row, geo_mean in zip(b.returns, b.geo_mean.tolist(), strict=True)])
 
 
 def _volatility_ann_pct(b: _Batch) -> np.ndarray:
+    """risk.annualized_volatility of each run, scalar like _return_ann_pct."""
     if b.returns.shape[1] < 2:
         return np.full(len(b.equity), np.nan)
-    growth = 1 + b.geo_mean
-    var = b.returns.var(axis=1, ddof=1)
-    with np.errstate(invalid="ignore", over="ignore"):
-        return np.sqrt(_power(var + growth**2, b.ppy) - _power(growth, 2 * b.ppy)) * 100
+    return np.array([annualized_volatility(row, b.ppy, geo_mean, var) * 100
+                     for row, geo_mean, var in zip(b.returns, b.geo_mean.tolist(), b.variance,
+                                                   strict=True)])
 
 
 def _downside_deviation_ann_pct(b: _Batch) -> np.ndarray:
@@ -109,7 +116,7 @@ def _max_drawdown_pct(b: _Batch) -> np.ndarray:
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """metrics_trades.safe_div per element: NaN where the denominator is 0 or NaN."""
+    """numeric.safe_div per element: NaN where the denominator is 0 or NaN."""
     with np.errstate(divide="ignore", invalid="ignore"):
         out = numerator / denominator
     out[(denominator == 0) | np.isnan(denominator)] = np.nan
@@ -119,7 +126,7 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 def _cagr_pct(b: _Batch) -> np.ndarray:
     duration = int(b.ts[-1]) - int(b.ts[0])
     with np.errstate(invalid="ignore", over="ignore"):   # inf: undefined (None)
-        return np.array([metrics.cagr(first, last, duration) * 100
+        return np.array([cagr(first, last, duration) * 100
                          for first, last in zip(b.first.tolist(), b.last.tolist(),
                                                 strict=True)])
 
@@ -150,31 +157,31 @@ def rank_values(outputs: Sequence[BacktestOutput], metric: str) -> list[float | 
     if metric not in RANKABLE:
         raise KeyError(metric)
     values: list[float | None] = [None] * len(outputs)
-    kind = next(spec.kind for spec in metrics.METRICS if spec.name == metric)
+    kind = next(spec.kind for spec in METRICS if spec.name == metric)
     for indices, batch in _batches(outputs):
         if metric in _TRADE_METRICS:
-            years = metrics._years(int(batch.ts[-1]) - int(batch.ts[0]))
+            years = calendar.span_years(int(batch.ts[-1]) - int(batch.ts[0]))
             column = [_trade_metric(outputs[i], metric, batch.period, years) for i in indices]
         else:
             column = _CURVE[metric](batch).tolist()
-            # metrics.simple_returns drops 0 / 0 returns (a curve at zero): such rare rows
+            # returns.simple_returns drops 0 / 0 returns (a curve at zero): such rare rows
             # have other period counts, so they take the single-run path.
             for row in np.flatnonzero(np.isnan(batch.returns).any(axis=1)).tolist():
                 column[row] = _single_run_value(outputs[indices[row]], metric)
         for i, value in zip(indices, column, strict=True):
-            values[i] = metrics._clean(value, kind)  # type: ignore[assignment]
+            values[i] = clean_value(value, kind)  # type: ignore[assignment]
     return values
 
 
 def _single_run_value(output: BacktestOutput, metric: str) -> Any:
-    grouped = metrics.compute_metrics(output)
+    grouped = compute_metrics(output)
     return next(values[metric] for values in grouped.values() if metric in values)
 
 
 def _trade_metric(output: BacktestOutput, metric: str, period: int | None,
                   years: float) -> Any:
-    rounded = metrics_trades.trade_metrics(
-        output.trades, lambda ns: metrics.round_duration(ns, period), years)
+    rounded = trade_metrics(
+        output.trades, lambda ns: calendar.round_duration(ns, period), years)
     return output.commissions if metric == "commissions" else rounded.get(metric)
 
 
