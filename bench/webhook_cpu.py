@@ -37,7 +37,7 @@ App = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]],
 
 
 def signed_request(index: int, run: str) -> tuple[bytes, str]:
-    from tradeloop.signals.auth import x_signature
+    from tradeloop.webhooks.auth import x_signature
 
     raw = json.dumps({"id": f"{run}-{index}", "source": "bench", "symbol": "BTCUSD",
                       "direction": "LONG" if index % 2 else "SHORT", "timeframe": "5m",

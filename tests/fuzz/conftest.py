@@ -33,7 +33,7 @@ from tradeloop.accounts import security
 from tradeloop.app import create_app
 from tradeloop.db import Database, create_db_engine
 from tradeloop.prompts.cache import template_cache
-from tradeloop.signals.auth import x_signature
+from tradeloop.webhooks.auth import x_signature
 
 FUZZ_DATABASE = os.environ.get("FUZZ_DATABASE", "sqlite")
 # A request header the fuzz run adds to webhook cases it wants signed: the client replaces it

@@ -22,8 +22,8 @@ from tradeloop.accounts.models import TokenContext
 from tradeloop.db import Database
 from tradeloop.prompts.models import PromptTemplate
 from tradeloop.prompts.seeds import seed_prompt_templates
-from tradeloop.signals.models import Position
 from tradeloop.strategies.demo import SMA_CROSS
+from tradeloop.trading.models import Position
 
 SYMBOL = "FUZZ"
 LABEL = "fuzz-label"

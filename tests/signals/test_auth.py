@@ -24,7 +24,7 @@ from tests.signals.conftest import (
 )
 from tradeloop.db import Database
 from tradeloop.errors import ForbiddenError, UnauthorizedError
-from tradeloop.signals.auth import (
+from tradeloop.webhooks.auth import (
     EndpointAuth,
     check_ip,
     standard_webhooks_signature,
@@ -237,9 +237,9 @@ def _whsec_path(client: TestClient, db: Database) -> str:
     from sqlalchemy import select
 
     from tradeloop.accounts.models import User
-    from tradeloop.signals import endpoints
-    from tradeloop.signals.models import WebhookEndpoint
-    from tradeloop.signals.schemas import EndpointCreate
+    from tradeloop.webhooks import endpoints
+    from tradeloop.webhooks.models import WebhookEndpoint
+    from tradeloop.webhooks.schemas import EndpointCreate
 
     with db.unit_of_work() as session:
         existing = session.scalar(select(WebhookEndpoint.endpoint_key))

@@ -18,13 +18,20 @@ from tests.signals.test_gex import store_gex
 from tests.signals.test_processing import MONDAY, decision_of, send
 from tradeloop.accounts.models import User
 from tradeloop.db import Database
+from tradeloop.driver import Statement
+from tradeloop.market_context import repository as context_repository
+from tradeloop.market_context import service as context
+from tradeloop.market_context.cache import ContextCache, ContextPolicy
+from tradeloop.market_context.models import ContextSnapshot
+from tradeloop.market_context.service import MarketContext, stale_bars
 from tradeloop.market_data.calendar import MarketCalendar
-from tradeloop.signals import context, context_cache, flows
-from tradeloop.signals.context import MarketContext, stale_bars
-from tradeloop.signals.context_cache import ContextCache, ContextPolicy
-from tradeloop.signals.models import ContextSnapshot, Decision
+from tradeloop.signals import flows
+from tradeloop.trading.models import Decision
 
 CALENDAR = MarketCalendar()
+# A stamp query the database refuses (a driver statement: module-level, like every one).
+BROKEN_GEX_QUERY = Statement(text(
+    "SELECT id, as_of FROM no_such_gex_table WHERE user_id = :owner_id AND symbol = :symbol"))
 
 
 def fresh_config(ttl_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
@@ -156,9 +163,7 @@ def test_a_failing_lookup_query_is_contained(db: Database, owner: uuid.UUID,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A stamp query the database refuses: on PostgreSQL that aborts the transaction unless
     the lookup's savepoint contains it, and the decision after it must still be written."""
-    broken = text("SELECT id, as_of FROM no_such_gex_table "
-                  "WHERE user_id = :owner_id AND symbol = :symbol")
-    monkeypatch.setattr(context_cache, "_STAMP", broken)
+    monkeypatch.setattr(context_repository, "_LATEST_GEX", BROKEN_GEX_QUERY)
     decision = decision_of(db, send(db, owner, "SHORT", price=100.0, config=fresh_config()))
     assert (decision.action, decision.degraded) == ("ENTER", True)
     [reason] = decision.inputs["degraded_reasons"]
@@ -169,8 +174,7 @@ def test_a_failing_lookup_after_other_work_keeps_that_work(
         db: Database, owner: uuid.UUID, monkeypatch: pytest.MonkeyPatch) -> None:
     """Later in a unit of work (as signal generation calls it) the lookup's reads run in a
     savepoint: the work before it still commits, on PostgreSQL too."""
-    monkeypatch.setattr(context_cache, "_STAMP", text(
-        "SELECT id, as_of FROM no_such_gex_table WHERE user_id = :owner_id AND symbol = :symbol"))
+    monkeypatch.setattr(context_repository, "_LATEST_GEX", BROKEN_GEX_QUERY)
     config = fresh_config()
     with db.unit_of_work() as session:
         session.add(User(email="written-before@example.com", hashed_password="!"))

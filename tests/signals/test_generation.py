@@ -23,10 +23,11 @@ from tradeloop.prompts.cache import template_cache
 from tradeloop.prompts.seeds import seed_prompt_templates
 from tradeloop.settings import Settings
 from tradeloop.signals.flows import ProcessingConfig, process_signal_queue
-from tradeloop.signals.models import Decision, Position, Signal
+from tradeloop.signals.models import Signal
 from tradeloop.strategies import service as strategies
 from tradeloop.strategies.demo import SMA_CROSS
 from tradeloop.strategies.models import StrategyStatus
+from tradeloop.trading.models import Decision, Position
 
 GENERATE = "/api/signals/generate"
 LONG = {"direction": "LONG", "entry_price_low": "99.50", "entry_price_high": "100.00",

@@ -13,9 +13,10 @@ from fastapi.testclient import TestClient
 from tests.conftest import store_bars
 from tests.signals.test_processing import MONDAY, decision_of, make_endpoint, send
 from tradeloop.db import Database
-from tradeloop.signals import gex
-from tradeloop.signals.gex_schemas import GexIn
-from tradeloop.signals.regime import GexLevels, gex_refusal, regime
+from tradeloop.market_context import gex
+from tradeloop.market_context.gex import GexLevels
+from tradeloop.market_context.schemas import GexIn
+from tradeloop.trading.regime import gex_refusal, regime
 
 GEX = "/api/v1/gex"
 

@@ -19,10 +19,10 @@ from tests.signals.conftest import build_app, post_signed, signal_body, user_id
 from tests.signals.test_gex import gex_body
 from tests.signals.test_processing import MONDAY, SUNDAY, send
 from tradeloop.db import Database
+from tradeloop.market_context.cache import ContextCache
 from tradeloop.market_data.calendar import MarketCalendar
 from tradeloop.seeding import seed_demo
 from tradeloop.signals import flows
-from tradeloop.signals.context_cache import ContextCache
 
 SEED_HEALTH_KEYS = {"healthy", "status", "message", "timestamp", "components"}
 SEED_SIGNAL_KEYS = {"totalSignals", "acceptedSignals", "rejectedSignals", "acceptanceRate"}

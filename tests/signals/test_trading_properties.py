@@ -25,21 +25,14 @@ from tests.signals.conftest import post_signed, signal_body, user_id
 from tradeloop.accounts.models import User
 from tradeloop.db import Database
 from tradeloop.market_data.calendar import MarketCalendar
-from tradeloop.signals import endpoints, flows, service
-from tradeloop.signals.auth import EndpointAuth
-from tradeloop.signals.models import Decision, Position, Signal
-from tradeloop.signals.positions import position_totals
-from tradeloop.signals.schemas import EndpointCreate, RiskSettings
-from tradeloop.signals.trading import (
-    Book,
-    Closed,
-    Lot,
-    Order,
-    RiskGates,
-    apply,
-    decide,
-    pnl,
-)
+from tradeloop.signals import flows
+from tradeloop.signals.models import Signal
+from tradeloop.trading.models import Decision, Position
+from tradeloop.trading.rules import Book, Closed, Lot, Order, RiskGates, apply, decide, pnl
+from tradeloop.trading.service import position_totals
+from tradeloop.webhooks import endpoints, service
+from tradeloop.webhooks.auth import EndpointAuth
+from tradeloop.webhooks.schemas import EndpointCreate, RiskSettings
 
 MONDAY = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 SYMBOLS = ("SPY", "QQQ", "IWM")

@@ -26,10 +26,11 @@ from tests.signals.conftest import (
     signal_body,
 )
 from tradeloop.db import Database
-from tradeloop.signals import service
-from tradeloop.signals.auth import EndpointAuth
 from tradeloop.signals.models import ProcessingError, Signal
-from tradeloop.signals.schemas import WebhookSignalIn
+from tradeloop.webhooks import service
+from tradeloop.webhooks.auth import EndpointAuth
+from tradeloop.webhooks.repository import IntakeStore
+from tradeloop.webhooks.schemas import WebhookSignalIn
 
 TRADINGVIEW_ALERT = """{
   "secret": "%s",
@@ -273,7 +274,7 @@ class TestGroupCommit:
     def deliver(self, db: Database, bodies: list[dict | bytes], *,
                 endpoint_keys: list[str | None] | None = None,
                 secret: str = WEBHOOK_SECRET) -> list[service.Outcome]:
-        from tradeloop.signals.auth import x_signature
+        from tradeloop.webhooks.auth import x_signature
 
         deliveries = []
         for index, body in enumerate(bodies):
@@ -281,8 +282,8 @@ class TestGroupCommit:
             key = endpoint_keys[index] if endpoint_keys else None
             deliveries.append(service.Delivery(key, raw, {"x-signature": x_signature(secret, raw)},
                                                "127.0.0.1", correlation_id=f"c{index}"))
-        with db.driver_unit_of_work() as connection:
-            return service.receive_webhooks(connection=connection, deliveries=deliveries,
+        with IntakeStore.opened(db.driver_unit_of_work) as store:
+            return service.receive_webhooks(store=store, deliveries=deliveries,
                                             webhook_secret=WEBHOOK_SECRET)
 
     def test_outcomes_in_order_for_a_mixed_batch(self, db: Database, admin: dict) -> None:
@@ -304,13 +305,13 @@ class TestGroupCommit:
 
     def test_a_bad_signature_stores_nothing_and_spares_its_neighbours(
             self, db: Database, admin: dict) -> None:
-        from tradeloop.signals.auth import x_signature
+        from tradeloop.webhooks.auth import x_signature
 
         good, forged = encode(signal_body(id="g")), encode(signal_body(id="f"))
         deliveries = [service.Delivery(None, raw, {"x-signature": x_signature(key, raw)}, None)
                       for raw, key in [(good, WEBHOOK_SECRET), (forged, "wrong-secret")]]
-        with db.driver_unit_of_work() as connection:
-            outcomes = service.receive_webhooks(connection=connection, deliveries=deliveries,
+        with IntakeStore.opened(db.driver_unit_of_work) as store:
+            outcomes = service.receive_webhooks(store=store, deliveries=deliveries,
                                                 webhook_secret=WEBHOOK_SECRET)
         assert [_status(o) for o in outcomes] == ["ACCEPTED", "401:invalid_signature"]
         assert row_counts(db) == (1, 0)
@@ -376,7 +377,7 @@ class TestReplayWindow:
 
     def test_window_is_a_parameter(self, db: Database, alice: dict) -> None:
         from tests.signals.conftest import user_id
-        from tradeloop.signals.auth import EndpointAuth
+        from tradeloop.webhooks.auth import EndpointAuth
 
         intake = service.Intake(user_id(db, "alice@example.com"), None,
                                 EndpointAuth("s", frozenset({"x_signature"})))
@@ -463,7 +464,7 @@ def test_no_body_ever_causes_a_server_error(signals_client: TestClient, admin: d
 def test_replay_window_setting(settings: object) -> None:
     from types import SimpleNamespace
 
-    from tradeloop.signals.api import replay_window
+    from tradeloop.webhooks.writer import replay_window
 
     # SIGNAL_REPLAY_WINDOW_S, once settings.py declares it; the 24 h default until then.
     configured = SimpleNamespace(signal_replay_window_s=3600)

@@ -20,11 +20,9 @@ from sqlalchemy.orm import Session
 from tradeloop.accounts.dependencies import AggregateCaller, AggregateScope, AggregateScopeDep
 from tradeloop.deps import SessionDep, SettingsDep
 from tradeloop.errors import ForbiddenError, error_responses
+from tradeloop.monitoring import health  # noqa: F401 - registers context, gex, tasks
+from tradeloop.monitoring import service as metrics
 from tradeloop.settings import Settings
-from tradeloop.signals import (
-    health_checks,  # noqa: F401 - registers context, gex, tasks
-    metrics,
-)
 
 router = APIRouter(prefix="/metrics", tags=["metrics"])
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
+from typing import Any
 
 import structlog
 from sqlalchemy.orm import Session
 
 from tradeloop.ownership import OwnedRepository
-from tradeloop.signals.models import WebhookEndpoint
-from tradeloop.signals.schemas import WHSEC_PREFIX, EndpointCreate, EndpointUpdate
+from tradeloop.signals.schemas import WHSEC_PREFIX
+from tradeloop.webhooks.models import WebhookEndpoint
+from tradeloop.webhooks.repository import EndpointStore
+from tradeloop.webhooks.schemas import EndpointCreate, EndpointUpdate
 
 log = structlog.get_logger(__name__)
 
@@ -79,3 +82,8 @@ def rotate_secret(*, session: Session, owner_id: uuid.UUID,
 def delete_endpoint(*, session: Session, owner_id: uuid.UUID, endpoint_id: uuid.UUID) -> None:
     """Delete the endpoint; its signals stay (their endpoint_id becomes NULL)."""
     EndpointRepository(session, owner_id).delete(endpoint_id)
+
+
+def endpoint_risk(*, session: Session, endpoint_id: uuid.UUID) -> dict[str, Any] | None:
+    """The endpoint's risk settings as stored, on the fast path (read for every signal)."""
+    return EndpointStore.of_session(session).risk(endpoint_id)

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from tradeloop.db import utcnow
 from tradeloop.market_data import service as market_data
-from tradeloop.signals.models import Position, PositionStatus
-from tradeloop.signals.positions import lot_of
-from tradeloop.signals.trading import MONEY, pnl
+from tradeloop.trading.models import Position, PositionStatus
+from tradeloop.trading.rules import MONEY, pnl
+from tradeloop.trading.service import lot_of
 
 log = structlog.get_logger(__name__)
 

@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session
 
 from tradeloop.db import Database, utcnow
 from tradeloop.health import ComponentHealth, register_settings_health_check
+from tradeloop.market_context import gex
+from tradeloop.market_context.cache import process_cache_stats
+from tradeloop.monitoring import service as metrics
 from tradeloop.settings import Settings
-from tradeloop.signals import gex, metrics
-from tradeloop.signals.context_cache import process_cache_stats
-from tradeloop.signals.outbox import queue_backlog
+from tradeloop.signals.repository import queue_backlog
 
 # The every-minute queue schedule drains the outbox; a signal waiting longer means no worker.
 QUEUE_STALL = timedelta(minutes=3)

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Response, status
 
 from tradeloop.accounts.dependencies import CurrentUser
 from tradeloop.deps import SessionDep
+from tradeloop.market_context import gex
+from tradeloop.market_context.schemas import GexIn, GexList, GexRead
 from tradeloop.schema_types import Limit, Offset
-from tradeloop.signals import gex
-from tradeloop.signals.gex_schemas import GexIn, GexList, GexRead
 
 router = APIRouter(prefix="/api/v1/gex", tags=["gex"])
 

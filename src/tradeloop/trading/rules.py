@@ -12,8 +12,9 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from tradeloop.schema_types import plain_decimal
-from tradeloop.signals.models import DecisionAction, Direction
-from tradeloop.signals.regime import Regime, gex_refusal
+from tradeloop.signals.models import Direction
+from tradeloop.trading.models import DecisionAction
+from tradeloop.trading.regime import Regime, gex_refusal
 
 MONEY = Decimal("1e-8")  # Numeric(20, 8)
 QUANTITY = Decimal("1e-10")  # Numeric(28, 10)

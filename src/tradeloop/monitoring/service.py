@@ -25,15 +25,9 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from tradeloop.db import utcnow
-from tradeloop.signals.models import (
-    ContextSnapshot,
-    Decision,
-    Position,
-    PositionStatus,
-    ProcessingError,
-    Signal,
-    SignalStatus,
-)
+from tradeloop.market_context.models import ContextSnapshot
+from tradeloop.signals.models import ProcessingError, Signal, SignalStatus
+from tradeloop.trading.models import Decision, Position, PositionStatus
 
 PERCENTILES = (50, 95, 99)
 STAGES = ("ingest", "decision", "endToEnd")

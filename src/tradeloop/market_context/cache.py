@@ -28,17 +28,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from tradeloop.db import utcnow
-from tradeloop.driver import DriverConnection
-from tradeloop.market_data import service as market_data
-from tradeloop.market_data.calendar import MarketCalendar
-from tradeloop.market_data.models import BarSeries
-from tradeloop.ownership import OwnedRepository
-from tradeloop.signals import gex
-from tradeloop.signals.context import (
+from tradeloop.market_context import gex
+from tradeloop.market_context.gex import GexLevels
+from tradeloop.market_context.models import ContextSnapshot
+from tradeloop.market_context.repository import ContextStore
+from tradeloop.market_context.service import (
     FALLBACK_TIMEFRAME,
     MarketContext,
     Problem,
@@ -46,9 +42,10 @@ from tradeloop.signals.context import (
     problem,
     stale_bars,
 )
-from tradeloop.signals.models import ContextSnapshot, GexSignal
-from tradeloop.signals.outbox import ClaimedSignal
-from tradeloop.signals.regime import GexLevels
+from tradeloop.market_data import service as market_data
+from tradeloop.market_data.calendar import MarketCalendar
+from tradeloop.ownership import OwnedRepository
+from tradeloop.signals.repository import ClaimedSignal
 
 log = structlog.get_logger(__name__)
 
@@ -236,35 +233,13 @@ def process_cache_stats() -> dict[str, Any]:
     return {**total.as_json(), "entries": entries}
 
 
-_SERIES: Table = BarSeries.__table__
-_GEX: Table = GexSignal.__table__
-# The stamp is read for every signal: one Core statement, built once. A one-row select of the
-# user's latest GEX snapshot (id, as_of) left-joined to the symbol's series rows, so that it
-# answers in one round trip whether either exists or not.
-_LATEST_GEX = (select(_GEX.c.id, _GEX.c.as_of)
-               .where(_GEX.c.user_id == bindparam("owner_id"),
-                      _GEX.c.symbol == bindparam("symbol"))
-               .order_by(_GEX.c.as_of.desc()).limit(1))
-_GEX_HEAD = select(
-    _LATEST_GEX.with_only_columns(_GEX.c.id).scalar_subquery().label("gex_id"),
-    _LATEST_GEX.with_only_columns(_GEX.c.as_of).scalar_subquery().label("gex_as_of"),
-).subquery("latest_gex")
-_STAMP = (select(_GEX_HEAD.c.gex_id, _GEX_HEAD.c.gex_as_of, _SERIES.c.timeframe,
-                 _SERIES.c.fingerprint, _SERIES.c.last_ts, _SERIES.c.synthetic)
-          .select_from(_GEX_HEAD.outerjoin(_SERIES, and_(
-              _SERIES.c.symbol == bindparam("series_symbol"),
-              _SERIES.c.timeframe.in_(bindparam("timeframes", expanding=True))))))
-
-
 def _read_stamp(session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str) -> _Stamp:
     """The version stamp of the inputs: the symbol's series and the user's latest GEX."""
-    rows = DriverConnection.of_session(session).rows(_STAMP, {
-        "owner_id": owner_id, "symbol": symbol,
-        "series_symbol": market_data.normalize_symbol(symbol),
-        "timeframes": sorted({timeframe, FALLBACK_TIMEFRAME})})
-    series = tuple(sorted((row.timeframe, row.fingerprint, row.last_ts, bool(row.synthetic))
-                          for row in rows if row.timeframe is not None))
-    return _Stamp(series, rows[0].gex_id, rows[0].gex_as_of)
+    versions = market_data.series_versions(session=session, symbol=symbol,
+                                           timeframes=(timeframe, FALLBACK_TIMEFRAME))
+    gex_id, gex_as_of = ContextStore.of_session(session).latest_gex(owner_id, symbol)
+    series = tuple((v.timeframe, v.fingerprint, v.last_ts, v.synthetic) for v in versions)
+    return _Stamp(series, gex_id, gex_as_of)
 
 
 def _build(session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str, at: datetime,
@@ -309,18 +284,14 @@ class SnapshotRepository(OwnedRepository[ContextSnapshot]):
     label = "Context snapshot"
 
 
-_INSERT_SNAPSHOT = insert(ContextSnapshot.__table__)
-
-
-def store_snapshot(connection: DriverConnection, signal: ClaimedSignal, decision_id: uuid.UUID,
+def store_snapshot(session: Session, signal: ClaimedSignal, decision_id: uuid.UUID,
                    context: SignalContext) -> None:
     """Keep the context one decision used, linked to its signal and decision."""
-    connection.execute(_INSERT_SNAPSHOT, {
-        "id": uuid.uuid4(), "user_id": signal.user_id, "signal_id": signal.id,
-        "decision_id": decision_id, "symbol": signal.symbol, "timeframe": signal.timeframe,
-        "context": context.as_json(), "degraded": context.degraded,
-        "degraded_reasons": context.problems, "cache_hit": context.cache_hit,
-        "build_ms": context.build_ms, "created_at": utcnow()})
+    ContextStore.of_session(session).store_snapshot({
+        "user_id": signal.user_id, "signal_id": signal.id, "decision_id": decision_id,
+        "symbol": signal.symbol, "timeframe": signal.timeframe, "context": context.as_json(),
+        "degraded": context.degraded, "degraded_reasons": context.problems,
+        "cache_hit": context.cache_hit, "build_ms": context.build_ms})
 
 
 def snapshots_of(*, session: Session, owner_id: uuid.UUID,

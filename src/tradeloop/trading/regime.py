@@ -14,36 +14,15 @@ the move: a trending market). The rule the decision applies (docs/signals.md):
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from tradeloop.market_context.gex import GexLevels
 from tradeloop.schema_types import plain_decimal
 from tradeloop.signals.models import Direction
 
 HUNDRED = Decimal(100)
-
-
-@dataclass(frozen=True)
-class GexLevels:
-    """One GEX snapshot as the decision sees it."""
-
-    net_gex: Decimal
-    gamma_flip: Decimal
-    call_wall: Decimal
-    put_wall: Decimal
-    as_of: datetime
-    stale: bool = False
-    id: uuid.UUID | None = None  # the gex_signals row
-
-    def as_json(self) -> dict[str, Any]:
-        return {"id": str(self.id) if self.id else None, "net_gex": plain_decimal(self.net_gex),
-                "gamma_flip": plain_decimal(self.gamma_flip),
-                "call_wall": plain_decimal(self.call_wall),
-                "put_wall": plain_decimal(self.put_wall), "as_of": self.as_of.isoformat(),
-                "stale": self.stale}
 
 
 @dataclass(frozen=True)

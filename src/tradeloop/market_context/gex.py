@@ -9,6 +9,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 import structlog
 from sqlalchemy import func, select
@@ -17,15 +19,35 @@ from sqlalchemy.orm import Session
 
 from tradeloop.db import utcnow
 from tradeloop.errors import ConflictError, FieldValidationError
+from tradeloop.market_context.models import GexSignal
+from tradeloop.market_context.schemas import GexIn
 from tradeloop.ownership import OwnedRepository
-from tradeloop.signals.gex_schemas import GexIn
-from tradeloop.signals.models import GexSignal
-from tradeloop.signals.regime import GexLevels
+from tradeloop.schema_types import plain_decimal
 
 log = structlog.get_logger(__name__)
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 VALUE_FIELDS = ("net_gex", "gamma_flip", "call_wall", "put_wall", "spot_price", "source")
+
+
+@dataclass(frozen=True)
+class GexLevels:
+    """One GEX snapshot as the decision sees it."""
+
+    net_gex: Decimal
+    gamma_flip: Decimal
+    call_wall: Decimal
+    put_wall: Decimal
+    as_of: datetime
+    stale: bool = False
+    id: uuid.UUID | None = None  # the gex_signals row
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": str(self.id) if self.id else None, "net_gex": plain_decimal(self.net_gex),
+                "gamma_flip": plain_decimal(self.gamma_flip),
+                "call_wall": plain_decimal(self.call_wall),
+                "put_wall": plain_decimal(self.put_wall), "as_of": self.as_of.isoformat(),
+                "stale": self.stale}
 
 
 class GexRepository(OwnedRepository[GexSignal]):

@@ -1,0 +1,34 @@
+"""Market data's statements on the DBAPI connection (tradeloop.driver), for hot paths that
+ask on every signal: the version of a symbol's series."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from tradeloop.driver import DriverConnection, Statement
+from tradeloop.market_data.models import BarSeries
+
+_SERIES = BarSeries.__table__.c
+_VERSIONS = Statement(
+    select(_SERIES.timeframe, _SERIES.fingerprint, _SERIES.last_ts, _SERIES.synthetic)
+    .where(_SERIES.symbol == bindparam("symbol"),
+           _SERIES.timeframe.in_(bindparam("timeframes", expanding=True))))
+
+
+class SeriesStore:
+    """Bar series rows, read on one driver connection."""
+
+    def __init__(self, connection: DriverConnection):
+        self._connection = connection
+
+    @classmethod
+    def of_session(cls, session: Session) -> SeriesStore:
+        """In the session's transaction (begun if it was not)."""
+        return cls(DriverConnection.of_session(session))
+
+    def versions(self, symbol: str, timeframes: list[str]) -> list[Any]:
+        """(timeframe, fingerprint, last_ts, synthetic) of the symbol's stored series."""
+        return self._connection.rows(_VERSIONS, {"symbol": symbol, "timeframes": timeframes})
