@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 import structlog
 from sqlalchemy.orm import Session
 
+from tradeloop.market_context.snapshot import LOOKBACK, market_snapshot
 from tradeloop.market_data.calendar import MarketCalendar
 from tradeloop.market_data.service import BarArrays, load_bars, utc_datetime
 from tradeloop.market_data.timeframes import DAILY_TIMEFRAMES, TIMEFRAME_SECONDS
@@ -23,8 +23,6 @@ from tradeloop.schema_types import plain_decimal
 log = structlog.get_logger(__name__)
 
 FALLBACK_TIMEFRAME = "1d"
-LOOKBACK = 60  # enough for SMA 50 and a 14-bar ATR
-ATR_PERIOD = 14
 PRICE_STEP = Decimal("1e-8")  # the Numeric(20, 8) price columns
 # Past this wall-clock age intraday bars are stale without asking the calendar: no market
 # closes for two weeks.
@@ -90,38 +88,16 @@ def _recent_bars(session: Session, symbol: str, timeframe: str,
 
 
 def summarize(bars: BarArrays) -> MarketContext:
-    """Latest close, trend (close against SMA 20/50) and ATR as a percentage of the close."""
-    close = bars.close
-    last = float(close[-1])
-    sma20 = float(close[-20:].mean()) if len(close) >= 20 else None
-    sma50 = float(close[-50:].mean()) if len(close) >= 50 else None
-    problems = [] if sma20 is not None else [
-        problem("bars_insufficient", f"only {len(close)} bars: trend unknown")]
+    """Latest close, trend (close against SMA 20/50) and Wilder's ATR as a percentage of the
+    close: the market snapshot the analysis prompt also reads."""
+    snapshot = market_snapshot(bars)
+    problems = [] if snapshot.sma20 is not None else [
+        problem("bars_insufficient", f"only {len(bars)} bars: trend unknown")]
     return MarketContext(
-        latest_close=Decimal(str(last)).quantize(PRICE_STEP), bar_time=utc_datetime(bars.ts[-1]),
-        timeframe=bars.timeframe, trend=_trend(last, sma20, sma50), sma20=sma20, sma50=sma50,
-        atr_pct=_atr_pct(bars), problems=problems)
-
-
-def _trend(last: float, sma20: float | None, sma50: float | None) -> str | None:
-    if sma20 is None:
-        return None
-    slow = sma50 if sma50 is not None else sma20
-    if last > sma20 and sma20 >= slow:
-        return "up"
-    if last < sma20 and sma20 <= slow:
-        return "down"
-    return "sideways"
-
-
-def _atr_pct(bars: BarArrays) -> float | None:
-    if len(bars) < 2:
-        return None
-    previous = bars.close[:-1]
-    true_range = np.maximum.reduce([bars.high[1:] - bars.low[1:],
-                                    np.abs(bars.high[1:] - previous),
-                                    np.abs(bars.low[1:] - previous)])
-    return float(true_range[-ATR_PERIOD:].mean() / bars.close[-1] * 100)
+        latest_close=Decimal(str(snapshot.close)).quantize(PRICE_STEP),
+        bar_time=utc_datetime(bars.ts[-1]), timeframe=bars.timeframe, trend=snapshot.trend,
+        sma20=snapshot.sma20, sma50=snapshot.sma50, atr_pct=snapshot.atr_pct,
+        problems=problems)
 
 
 def stale_bars(context: MarketContext, *, symbol: str, at: datetime,
