@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from tests.conftest import make_settings, store_bars
+from tests.market_context.test_gex import gex_body
 from tests.signals.conftest import build_app, post_signed, signal_body, user_id
-from tests.signals.test_gex import gex_body
 from tests.signals.test_processing import MONDAY, SUNDAY, send
 from tradeloop.db import Database
 from tradeloop.market_context.cache import ContextCache

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select, text
 
 from tests.conftest import store_bars
+from tests.market_context.test_gex import store_gex
 from tests.signals.conftest import user_id
-from tests.signals.test_gex import store_gex
 from tests.signals.test_processing import MONDAY, decision_of, send
 from tradeloop.accounts.models import User
 from tradeloop.db import Database
