@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, column, select, table, text, update
 
 from tests.conftest import fresh_postgres_database
 from tradeloop.accounts.repository import AccountStore
-from tradeloop.db import Database, PinnedDriver
+from tradeloop.db import Database
 from tradeloop.driver import Statement, StatementBuiltPerCallError
 from tradeloop.signals.models import ProcessingError, Signal
 
@@ -119,7 +119,7 @@ def test_a_pinned_driver_keeps_its_connection_until_a_unit_fails(tmp_path: Path)
     db = Database.from_url(f"sqlite:///{tmp_path / 'pinned.db'}")
     with db.engine.begin() as connection:
         connection.execute(text("CREATE TABLE items (name TEXT)"))
-    pinned = PinnedDriver(db)
+    pinned = db.pinned_driver()
     seen: list[int] = []
     try:
         for name in ("a", "b"):

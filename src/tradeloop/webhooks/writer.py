@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from tradeloop.batching import GroupCommit
-from tradeloop.db import Database, PinnedDriver
+from tradeloop.db import Database
 from tradeloop.settings import Settings
 from tradeloop.tasks import submit
 from tradeloop.webhooks import service
@@ -27,7 +27,7 @@ class WebhookWriter:
     """Feeds deliveries to the intake in batches; `submit` answers once its batch committed."""
 
     def __init__(self, db: Database, settings: Settings):
-        self._pinned = PinnedDriver(db)
+        self._pinned = db.pinned_driver()
         self._commit = GroupCommit(
             functools.partial(_commit_deliveries, self._pinned.unit_of_work, settings),
             write_alone=functools.partial(_commit_deliveries, db.driver_unit_of_work, settings))
