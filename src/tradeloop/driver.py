@@ -18,7 +18,7 @@ from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -250,3 +250,16 @@ def _row_type(statement: Executable) -> Any:
     """Rows as named tuples: unpacked like tuples, read by column name like SQLAlchemy's."""
     return namedtuple("Row", [column.key for column in _columns(statement)],  # type: ignore[misc]
                       rename=True)
+
+
+class DriverRepository:
+    """Base of the repositories of the hot paths: their statements run on one driver
+    connection, in whatever transaction it is in."""
+
+    def __init__(self, connection: DriverConnection):
+        self._connection = connection
+
+    @classmethod
+    def of_session(cls, session: Session) -> Self:
+        """On the session's connection, in its transaction (begun if it was not)."""
+        return cls(DriverConnection.of_session(session))

@@ -6,10 +6,9 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
 
 from tradeloop.accounts.models import User
-from tradeloop.driver import DriverConnection, Statement
+from tradeloop.driver import DriverRepository, Statement
 
 _USERS = User.__table__.c
 # The default webhook asks on every request, and only needs the id.
@@ -22,16 +21,8 @@ _LOCK_USER = Statement(select(_USERS.id).where(_USERS.id == bindparam("user_id")
                        .with_for_update(key_share=True))
 
 
-class AccountStore:
+class AccountStore(DriverRepository):
     """Users as other domains' fast paths read them, on one driver connection."""
-
-    def __init__(self, connection: DriverConnection):
-        self._connection = connection
-
-    @classmethod
-    def of_session(cls, session: Session) -> AccountStore:
-        """On the session's connection, in its transaction."""
-        return cls(DriverConnection.of_session(session))
 
     def first_admin_id(self) -> uuid.UUID | None:
         """The id of the earliest admin, without loading the user."""

@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, select
-from sqlalchemy.orm import Session
 
 from tradeloop.db import utcnow
-from tradeloop.driver import DriverConnection, Statement
+from tradeloop.driver import DriverRepository, Statement
 from tradeloop.market_context.models import ContextSnapshot, GexSignal
 
 _GEX: Table = GexSignal.__table__
@@ -22,16 +21,8 @@ _LATEST_GEX = Statement(select(_GEX.c.id, _GEX.c.as_of)
 _INSERT_SNAPSHOT = Statement(insert(ContextSnapshot.__table__))
 
 
-class ContextStore:
+class ContextStore(DriverRepository):
     """GEX heads and context snapshots, on one driver connection."""
-
-    def __init__(self, connection: DriverConnection):
-        self._connection = connection
-
-    @classmethod
-    def of_session(cls, session: Session) -> ContextStore:
-        """In the session's transaction (begun if it was not)."""
-        return cls(DriverConnection.of_session(session))
 
     def latest_gex(self, owner_id: uuid.UUID,
                    symbol: str) -> tuple[uuid.UUID | None, datetime | None]:

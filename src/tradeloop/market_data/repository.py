@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
 
-from tradeloop.driver import DriverConnection, Statement
+from tradeloop.driver import DriverRepository, Statement
 from tradeloop.market_data.models import BarSeries
 
 _SERIES = BarSeries.__table__.c
@@ -18,16 +17,8 @@ _VERSIONS = Statement(
            _SERIES.timeframe.in_(bindparam("timeframes", expanding=True))))
 
 
-class SeriesStore:
+class SeriesStore(DriverRepository):
     """Bar series rows, read on one driver connection."""
-
-    def __init__(self, connection: DriverConnection):
-        self._connection = connection
-
-    @classmethod
-    def of_session(cls, session: Session) -> SeriesStore:
-        """In the session's transaction (begun if it was not)."""
-        return cls(DriverConnection.of_session(session))
 
     def versions(self, symbol: str, timeframes: list[str]) -> list[Any]:
         """(timeframe, fingerprint, last_ts, synthetic) of the symbol's stored series."""

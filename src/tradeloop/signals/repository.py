@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from tradeloop.db import Database, utcnow
-from tradeloop.driver import DriverConnection, Statement
+from tradeloop.driver import DriverConnection, DriverRepository, Statement
 from tradeloop.signals.models import Signal, SignalStatus
 
 _SIGNALS: Table = Signal.__table__
@@ -98,16 +98,8 @@ def next_queued(*, session: Session, limit: int = 100) -> Sequence[ClaimedSignal
     return session.connection().execute(_group_heads(*CLAIMED_COLUMNS).limit(limit)).all()
 
 
-class SignalQueue:
+class SignalQueue(DriverRepository):
     """The outbox as processing claims and finishes it, on one driver connection."""
-
-    def __init__(self, connection: DriverConnection):
-        self._connection = connection
-
-    @classmethod
-    def of_session(cls, session: Session) -> SignalQueue:
-        """In the session's transaction (begun if it was not)."""
-        return cls(DriverConnection.of_session(session))
 
     @classmethod
     @contextmanager

@@ -15,10 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.orm import Session
 
 from tradeloop.db import utcnow
-from tradeloop.driver import DriverConnection, Statement
+from tradeloop.driver import DriverRepository, Statement
 from tradeloop.signals.models import Signal
 from tradeloop.signals.repository import ClaimedSignal
 from tradeloop.trading.models import Decision, Position, PositionStatus
@@ -93,16 +92,8 @@ def outcome_values(lot: Lot, price: Decimal, at: datetime,
             "exit_time": at, "actual_r_multiple": r_multiple(lot, price, stop_loss)}
 
 
-class PositionBook:
+class PositionBook(DriverRepository):
     """One user's paper book as processing reads and writes it, on one driver connection."""
-
-    def __init__(self, connection: DriverConnection):
-        self._connection = connection
-
-    @classmethod
-    def of_session(cls, session: Session) -> PositionBook:
-        """In the session's transaction (begun if it was not)."""
-        return cls(DriverConnection.of_session(session))
 
     def load(self, owner_id: uuid.UUID, symbol: str,
              at: datetime) -> tuple[Book, dict[str, OpenRow]]:

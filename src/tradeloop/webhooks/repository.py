@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tradeloop.accounts.repository import AccountStore
-from tradeloop.driver import DriverConnection, Statement
+from tradeloop.driver import DriverConnection, DriverRepository, Statement
 from tradeloop.signals.models import ProcessingError, Signal
 from tradeloop.webhooks.models import WebhookEndpoint
 
@@ -45,22 +45,19 @@ _INSERT_ERROR = Statement(insert(ProcessingError.__table__))
 _ENDPOINT_RISK = Statement(select(_ENDPOINTS.risk).where(_ENDPOINTS.id == bindparam("endpoint_id")))
 
 
-class IntakeStore:
+class IntakeStore(DriverRepository):
     """The signals, endpoints and processing errors as the intake reads and writes them, in
     the unit of work it was built from."""
 
     # What opens a driver unit of work: Database.driver_unit_of_work, PinnedDriver.unit_of_work.
     UnitOfWork = Callable[[], AbstractContextManager[DriverConnection]]
 
-    def __init__(self, connection: DriverConnection):
-        self._connection = connection
-
     @classmethod
     def of_session(cls, session: Session) -> IntakeStore:
         """On the session's connection, in its transaction; what it holds is flushed first
         (the intake's statements bypass the ORM: they must see it)."""
         session.flush()
-        return cls(DriverConnection.of_session(session))
+        return super().of_session(session)
 
     @classmethod
     @contextmanager
@@ -107,16 +104,8 @@ class IntakeStore:
         self._connection.execute(_INSERT_ERROR, row)
 
 
-class EndpointStore:
+class EndpointStore(DriverRepository):
     """Webhook endpoints as processing reads them, on one driver connection."""
-
-    def __init__(self, connection: DriverConnection):
-        self._connection = connection
-
-    @classmethod
-    def of_session(cls, session: Session) -> EndpointStore:
-        """In the session's transaction (begun if it was not)."""
-        return cls(DriverConnection.of_session(session))
 
     def risk(self, endpoint_id: uuid.UUID) -> dict[str, Any] | None:
         """The endpoint's risk settings (None: none, or no such endpoint)."""
