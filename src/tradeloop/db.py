@@ -133,8 +133,10 @@ class Database:
                  read_session_factory: Callable[[], Session] | None = None,
                  pinned_to: Connection | None = None):
         self.engine = engine
-        self.session_factory = session_factory or sessionmaker(
-            engine.execution_options(**{UNIT_OF_WORK_OPTION: True}), expire_on_commit=False)
+        # Connections of units of work: on SQLite they begin IMMEDIATE (the write lock).
+        self._writer = engine.execution_options(**{UNIT_OF_WORK_OPTION: True})
+        self.session_factory = session_factory or sessionmaker(self._writer,
+                                                               expire_on_commit=False)
         # Without the unit-of-work option: SQLite begins deferred, so reads never wait for
         # (or take) the write lock.
         self.read_session_factory = read_session_factory or sessionmaker(
@@ -180,7 +182,7 @@ class Database:
         next one starts. For one thread only.
         """
         factory = self.session_factory
-        with self.engine.connect() as connection:
+        with self._writer.connect() as connection:
             # The same factory with another bind: a new sessionmaker would make a new Session
             # subclass, whose event dispatch SQLAlchemy builds again (~0.3 ms per drain).
             bound = functools.partial(factory, bind=connection)
