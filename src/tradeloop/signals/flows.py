@@ -126,7 +126,7 @@ def process_signal(db: Database, signal_id: uuid.UUID, config: ProcessingConfig 
                    *, claimed: ClaimedSignal | None = None) -> DecisionAction | None:
     """Decide on one signal and apply it; a failure marks it `failed`, never lost.
 
-    `claimed` is the row claim_signals returned for it (committed as `processing`), which
+    `claimed` is the row SignalQueue.claim returned for it (committed as `processing`), which
     spares reading it again; without it the signal is read and skipped unless it is still
     queued or processing.
     """

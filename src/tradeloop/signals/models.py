@@ -52,7 +52,7 @@ class Signal(UUIDPrimaryKey, UserOwned, Base):
         Index("uq_signals_user_id_idempotency_key", "user_id", "idempotency_key", unique=True),
         Index("ix_signals_status_received_at", "status", "received_at"),
         Index("ix_signals_user_id_received_at", "user_id", "received_at"),
-        # The claim's NOT EXISTS over the same (user, symbol): outbox.py.
+        # The claim's NOT EXISTS over the same (user, symbol): signals/repository.py.
         Index("ix_signals_status_user_id_symbol_received_at",
               "status", "user_id", "symbol", "received_at"),
     )

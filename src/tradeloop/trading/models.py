@@ -51,7 +51,7 @@ class Position(UUIDPrimaryKey, UserOwned, Base):
     __tablename__ = "positions"
     __table_args__ = (
         Index("ix_positions_user_id_status_symbol", "user_id", "status", "symbol"),
-        # The book's last entry on a symbol and the day's realised P&L: positions.load_book.
+        # The book's last entry on a symbol and the day's realised P&L: PositionBook.load.
         Index("ix_positions_user_id_symbol_opened_at", "user_id", "symbol", "opened_at"),
         Index("ix_positions_user_id_closed_at_realized_pnl",
               "user_id", "closed_at", "realized_pnl"),
