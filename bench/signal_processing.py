@@ -85,7 +85,8 @@ class StatementCounter:
         method = getattr(cls, name)
 
         def counted(connection: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
-            self.count(type(statement).__name__.upper())
+            # A driver Statement wraps the Core statement whose kind is counted.
+            self.count(type(getattr(statement, "core", statement)).__name__.upper())
             return method(connection, statement, *args, **kwargs)
 
         setattr(cls, name, counted)
