@@ -206,3 +206,26 @@ def test_the_offline_analyst_answers_by_default(db: Database, settings: Settings
     assert answer["execution"]["provider"] == "local"
     assert answer["signal"]["direction"] in ("LONG", "SHORT", "NEUTRAL")
     assert answer["signal"]["source"] == "llm:local"
+
+
+def test_the_analyst_call_holds_no_transaction(client: TestClient, db: Database, alice: dict,
+                                               fake_llm: FakeLLMServer,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Authentication and reads end before the provider is called, and the signal is written
+    after it, each in a unit of work of its own: none is open during the call (on SQLite it
+    would hold the write lock for the seconds a model takes)."""
+    from tradeloop.signals import generation
+
+    connection = db.session_factory.kw["bind"]  # type: ignore[attr-defined]
+    calls: list[bool] = []
+    execute = generation.llm.execute
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        calls.append(connection.in_nested_transaction())
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(generation.llm, "execute", watched)
+    strategy_id = create_strategy(client, alice)
+    fake_llm.queue(Scripted(text=json.dumps(LONG), usage=(10, 10)))
+    assert generate(client, alice, strategy_id=strategy_id).status_code == 200
+    assert calls == [False]
