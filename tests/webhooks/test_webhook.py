@@ -480,3 +480,18 @@ def test_the_webhooks_are_documented_in_openapi(signals_app: FastAPI) -> None:
     assert set(default["requestBody"]["content"]) == {"application/json", "text/plain"}
     assert [p["name"] for p in keyed["parameters"]] == ["endpoint_key"]
     assert {"200", "401", "413", "422"} <= set(keyed["responses"])
+
+
+def test_the_webhook_writer_starts_and_stops_with_the_app(
+        signals_app: FastAPI, admin: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradeloop.webhooks.writer import WebhookWriter
+
+    closed: list[WebhookWriter] = []
+    close = WebhookWriter.close
+    monkeypatch.setattr(WebhookWriter, "close", lambda self: (closed.append(self), close(self)))
+    assert getattr(signals_app.state, "webhook_writer", None) is None
+    with TestClient(signals_app) as client:
+        writer = signals_app.state.webhook_writer
+        assert post_signed(client, signal_body()).json()["status"] == "ACCEPTED"
+        assert closed == []
+    assert closed == [writer]
