@@ -1,4 +1,5 @@
-"""Paper positions and decisions in the database: the book a decision reads, what it writes.
+"""Paper positions and decisions through the ORM: closing by hand, the book's lock, reads
+and totals (processing's reads and writes are trading.repository.PositionBook).
 
 Services flush but never commit; the flow and the API own the units of work.
 """
