@@ -85,7 +85,8 @@ class StatementCounter:
         method = getattr(cls, name)
 
         def counted(connection: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
-            self.count(type(statement).__name__.upper())
+            # A driver Statement wraps the Core statement whose kind is counted.
+            self.count(type(getattr(statement, "core", statement)).__name__.upper())
             return method(connection, statement, *args, **kwargs)
 
         setattr(cls, name, counted)
@@ -123,8 +124,8 @@ class Bench:
             return user.id
 
     def ingest(self, raw: bytes) -> None:
-        from tradeloop.signals import service
-        from tradeloop.signals.auth import EndpointAuth
+        from tradeloop.webhooks import service
+        from tradeloop.webhooks.auth import EndpointAuth
 
         intake = service.Intake(self.owner, None, EndpointAuth("s", frozenset({"x_signature"})))
         with self.db.unit_of_work() as session:
@@ -177,7 +178,8 @@ def store_history(bench: Bench, count: int) -> None:
 
     from sqlalchemy import insert
 
-    from tradeloop.signals.models import Position, Signal
+    from tradeloop.signals.models import Signal
+    from tradeloop.trading.models import Position
 
     start = datetime.now(UTC) - timedelta(days=7)
     step = timedelta(days=7) / max(count, 1)

@@ -148,7 +148,7 @@ def signal_body(index: int, run: str) -> dict[str, Any]:
 
 def signed(body: dict[str, Any]) -> tuple[bytes, str]:
     """The raw body and its `x-signature` header value."""
-    from tradeloop.signals.auth import x_signature
+    from tradeloop.webhooks.auth import x_signature
 
     raw = json.dumps(body).encode()
     return raw, x_signature(SECRET, raw)
@@ -433,7 +433,8 @@ def end_to_end_latencies(url: str, run: str) -> dict[str, list[float]]:
     processed_at (stamped after the decision and the position rows, before the commit)."""
     from sqlalchemy import create_engine, select
 
-    from tradeloop.signals.models import Decision, Position, Signal
+    from tradeloop.signals.models import Signal
+    from tradeloop.trading.models import Decision, Position
 
     engine = create_engine(url)
     try:

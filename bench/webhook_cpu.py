@@ -37,7 +37,7 @@ App = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]],
 
 
 def signed_request(index: int, run: str) -> tuple[bytes, str]:
-    from tradeloop.signals.auth import x_signature
+    from tradeloop.webhooks.auth import x_signature
 
     raw = json.dumps({"id": f"{run}-{index}", "source": "bench", "symbol": "BTCUSD",
                       "direction": "LONG" if index % 2 else "SHORT", "timeframe": "5m",
@@ -96,13 +96,17 @@ def tradeloop_app(database_url: str) -> App:
     from tradeloop.db import Database
     from tradeloop.logs import configure_logging
     from tradeloop.settings import Settings
+    from tradeloop.webhooks.writer import WebhookWriter
 
     migrate.upgrade(database_url)
     db = Database.from_url(database_url)
     with db.unit_of_work() as session:
         accounts.create_user(session=session, email="bench@example.com",
                              password="bench-password-1", is_admin=True)  # noqa: S106
-    app = create_app(Settings(), db)
+    settings = Settings()
+    app = create_app(settings, db)
+    # What the app's lifespan does at startup: these ASGI calls run without one.
+    app.state.webhook_writer = WebhookWriter(db, settings)
     # Default logging (INFO, JSON), written where it costs no terminal time.
     configure_logging("INFO", "json", open(os.devnull, "w"))  # noqa: SIM115 - for the process
     return app

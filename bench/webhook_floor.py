@@ -35,7 +35,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from pydantic import ValidationError
 
-from tradeloop.signals.schemas import WebhookSignalIn
+from tradeloop.webhooks.schemas import WebhookSignalIn
 
 SECRET = b"bench-webhook-secret"  # the same throwaway secret as bench/webhook.py
 MAX_BATCH = 128

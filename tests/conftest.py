@@ -10,23 +10,63 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from tradeloop import migrate
 from tradeloop.app import create_app
-from tradeloop.db import Database, create_db_engine
+from tradeloop.db import Database, PinnedDriver, create_db_engine
+from tradeloop.driver import DriverConnection
 from tradeloop.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_PASSWORD = "correct horse battery"
+
+
+class SharedConnectionDatabase(Database):
+    """Every unit of work on one connection, each in a savepoint of the outer transaction
+    the test rolls back: the ORM's, the driver's (run in an ORM unit of work on that
+    connection, so they see each other) and the pinned ones alike."""
+
+    def __init__(self, engine: Engine, connection: Connection):
+        factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint",
+                               expire_on_commit=False)
+        super().__init__(engine, factory, read_session_factory=factory)
+
+    @contextmanager
+    def pinned(self) -> Iterator[Database]:
+        yield self  # sessions share one connection already
+
+    @contextmanager
+    def driver_unit_of_work(self) -> Iterator[DriverConnection]:
+        with self.unit_of_work() as session:
+            yield DriverConnection.of_session(session)
+
+    autocommit_driver = driver_unit_of_work  # a savepoint of its own, committed at the end
+
+    def pinned_driver(self) -> PinnedDriver:
+        return _SharedPinnedDriver(self)
+
+
+class _SharedPinnedDriver(PinnedDriver):
+    """The webhook writer's pinned units of work, on the shared connection."""
+
+    def __init__(self, db: SharedConnectionDatabase):
+        super().__init__(db.engine)
+        self._db = db
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[DriverConnection]:
+        with self._db.driver_unit_of_work() as connection:
+            yield connection
 
 
 def require_service(env_var: str, what: str) -> str:
@@ -91,9 +131,7 @@ def db(database_url: str, engines: dict[str, Engine]) -> Iterator[Database]:
         database_url, create_db_engine(database_url))
     connection = engine.connect()
     outer = connection.begin()
-    factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint",
-                           expire_on_commit=False)
-    yield Database(engine, factory)
+    yield SharedConnectionDatabase(engine, connection)
     outer.rollback()
     connection.close()
 

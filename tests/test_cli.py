@@ -26,7 +26,7 @@ from tradeloop.backtest.models import BacktestRun
 from tradeloop.cli import app, parse_task_arguments
 from tradeloop.db import Database
 from tradeloop.settings import get_settings
-from tradeloop.signals.models import Position
+from tradeloop.trading.models import Position
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

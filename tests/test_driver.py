@@ -13,19 +13,30 @@ import pytest
 from sqlalchemy import bindparam, column, select, table, text, update
 
 from tests.conftest import fresh_postgres_database
-from tradeloop.db import Database, PinnedDriver
+from tradeloop.accounts.repository import AccountStore
+from tradeloop.db import Database
+from tradeloop.driver import Statement, StatementBuiltPerCallError
 from tradeloop.signals.models import ProcessingError, Signal
 
 SIGNALS = Signal.__table__
 ERRORS = ProcessingError.__table__
+# Driver statements are module-level constants (tradeloop.driver.Statement).
+INSERT_SIGNAL = Statement(SIGNALS.insert())
+INSERT_ERROR = Statement(ERRORS.insert())
+SIGNALS_BY_KEYS = Statement(select(SIGNALS.c.id, SIGNALS.c.signal_time, SIGNALS.c.price,
+                                   SIGNALS.c.metadata).where(
+    SIGNALS.c.user_id == bindparam("owner"),
+    SIGNALS.c.idempotency_key.in_(bindparam("keys", expanding=True))
+).order_by(SIGNALS.c.idempotency_key))
+_BY_ID = SIGNALS.c.id == bindparam("row_id")
+UPDATE_SIGNAL = Statement(update(SIGNALS).where(_BY_ID))
+UPDATE_SIGNAL_RETURNING = Statement(
+    update(SIGNALS).where(_BY_ID).returning(SIGNALS.c.id, SIGNALS.c.price))
 
 
 def admin_id(db: Database) -> uuid.UUID:
-    from tradeloop.accounts import service as accounts
-    from tradeloop.driver import DriverConnection
-
     with db.unit_of_work() as session:
-        owner = accounts.first_admin_id(connection=DriverConnection.of_session(session))
+        owner = AccountStore.of_session(session).first_admin_id()
     assert owner is not None
     return owner
 
@@ -45,7 +56,7 @@ def test_rows_written_on_the_driver_read_back_through_the_orm(db: Database,
                                                                 admin: dict) -> None:
     row = signal_row(admin_id(db), "driver-1")
     with db.driver_unit_of_work() as connection:
-        assert connection.execute_many(SIGNALS.insert(), [row]) == 1
+        assert connection.execute_many(INSERT_SIGNAL, [row]) == 1
     with db.unit_of_work() as session:
         signal = session.get(Signal, row["id"])
         assert signal is not None
@@ -60,13 +71,8 @@ def test_orm_rows_read_back_on_the_driver_with_expanded_in_lists(db: Database,
     rows = [signal_row(owner, f"orm-{n}") for n in range(3)]
     with db.unit_of_work() as session:
         session.execute(SIGNALS.insert(), rows)
-    statement = select(SIGNALS.c.id, SIGNALS.c.signal_time, SIGNALS.c.price,
-                       SIGNALS.c.metadata).where(
-        SIGNALS.c.user_id == bindparam("owner"),
-        SIGNALS.c.idempotency_key.in_(bindparam("keys", expanding=True))
-    ).order_by(SIGNALS.c.idempotency_key)
     with db.driver_unit_of_work() as connection:
-        found = connection.rows(statement, {"owner": owner, "keys": ["orm-0", "orm-2", "x"]})
+        found = connection.rows(SIGNALS_BY_KEYS, {"owner": owner, "keys": ["orm-0", "orm-2", "x"]})
     assert found == [(r["id"], r["signal_time"], r["price"], r["metadata"])
                      for r in (rows[0], rows[2])]
 
@@ -74,15 +80,12 @@ def test_orm_rows_read_back_on_the_driver_with_expanded_in_lists(db: Database,
 def test_pipelined_updates_set_only_the_named_columns_and_return_named_rows(
         db: Database, admin: dict) -> None:
     row = signal_row(admin_id(db), "pipelined")
-    by_id = SIGNALS.c.id == bindparam("row_id")
     with db.driver_unit_of_work() as connection:
-        connection.execute_many(SIGNALS.insert(), [row])
+        connection.execute_many(INSERT_SIGNAL, [row])
         with connection.pipeline():
-            connection.execute(update(SIGNALS).where(by_id),
-                               {"row_id": row["id"], "price": Decimal("1.5")})
-            [returned] = connection.rows(
-                update(SIGNALS).where(by_id).returning(SIGNALS.c.id, SIGNALS.c.price),
-                {"row_id": row["id"], "status": "processed"})
+            connection.execute(UPDATE_SIGNAL, {"row_id": row["id"], "price": Decimal("1.5")})
+            [returned] = connection.rows(UPDATE_SIGNAL_RETURNING,
+                                         {"row_id": row["id"], "status": "processed"})
     assert (returned.id, returned.price) == (row["id"], Decimal("1.5"))
     with db.unit_of_work() as session:
         signal = session.get(Signal, row["id"])
@@ -95,8 +98,8 @@ def test_an_error_in_a_pipeline_fails_the_unit_of_work(db: Database, admin: dict
     first, clash = signal_row(admin_id(db), "first"), signal_row(admin_id(db), "clash")
     with pytest.raises(Exception, match=r"(?i)unique"), \
             db.driver_unit_of_work() as connection, connection.pipeline():
-        connection.execute(SIGNALS.insert(), first)
-        connection.execute(SIGNALS.insert(), {**clash, "id": first["id"]})
+        connection.execute(INSERT_SIGNAL, first)
+        connection.execute(INSERT_SIGNAL, {**clash, "id": first["id"]})
     with db.unit_of_work() as session:
         assert session.get(Signal, first["id"]) is None
 
@@ -104,9 +107,9 @@ def test_an_error_in_a_pipeline_fails_the_unit_of_work(db: Database, admin: dict
 def test_a_failed_driver_unit_of_work_stores_nothing(db: Database) -> None:
     error_id = uuid.uuid4()
     with pytest.raises(RuntimeError), db.driver_unit_of_work() as connection:
-        connection.insert(ERRORS, {"id": error_id, "stage": "test", "error_type": "x",
-                                   "message": "m", "details": {}, "received_at":
-                                   datetime.now(UTC)})
+        connection.execute(INSERT_ERROR, {"id": error_id, "stage": "test", "error_type": "x",
+                                          "message": "m", "details": {}, "received_at":
+                                          datetime.now(UTC)})
         raise RuntimeError("the unit fails")
     with db.unit_of_work() as session:
         assert session.get(ProcessingError, error_id) is None
@@ -116,7 +119,7 @@ def test_a_pinned_driver_keeps_its_connection_until_a_unit_fails(tmp_path: Path)
     db = Database.from_url(f"sqlite:///{tmp_path / 'pinned.db'}")
     with db.engine.begin() as connection:
         connection.execute(text("CREATE TABLE items (name TEXT)"))
-    pinned = PinnedDriver(db)
+    pinned = db.pinned_driver()
     seen: list[int] = []
     try:
         for name in ("a", "b"):
@@ -150,6 +153,7 @@ def items_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 
 
 ITEMS = table("items", column("name"))
+INSERT_ITEM = Statement(ITEMS.insert())
 
 
 def stored_names(db: Database) -> list[str]:
@@ -161,11 +165,24 @@ def test_an_autocommit_statement_is_committed_and_the_next_unit_is_a_transaction
         items_db: Database) -> None:
     with items_db.pinned() as pinned:
         with pinned.autocommit_driver() as connection:
-            connection.execute(ITEMS.insert(), {"name": "claimed"})
+            connection.execute(INSERT_ITEM, {"name": "claimed"})
         assert stored_names(items_db) == ["claimed"]  # visible before the pinned one ends
         with pytest.raises(RuntimeError), pinned.unit_of_work() as session:
             session.execute(ITEMS.insert(), {"name": "rolled back"})
             raise RuntimeError("the unit fails")
     with items_db.autocommit_driver() as connection:
-        connection.execute(ITEMS.insert(), {"name": "pooled"})
+        connection.execute(INSERT_ITEM, {"name": "pooled"})
     assert stored_names(items_db) == ["claimed", "pooled"]
+
+
+def _select_names_per_call() -> Statement:
+    # What the rule forbids: a statement built anew at every call misses every cache.
+    return Statement(select(ITEMS.c.name))
+
+
+def test_a_statement_built_per_call_is_refused(items_db: Database) -> None:
+    with pytest.raises(StatementBuiltPerCallError, match="module-level"):
+        _select_names_per_call()
+    with items_db.driver_unit_of_work() as connection, \
+            pytest.raises(StatementBuiltPerCallError, match="Statement constants only"):
+        connection.rows(select(ITEMS.c.name))  # type: ignore[arg-type]

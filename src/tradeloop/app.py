@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
@@ -34,12 +34,13 @@ from tradeloop.tasks import (
     set_task_runner,
 )
 from tradeloop.web.assets import mount_vendor_assets
+from tradeloop.webhooks.writer import WebhookWriter
 
 LOG_FLUSH_TIMEOUT_S = 5.0
 # Cookies a browser sends by itself: a state-changing request with one needs CSRF proof.
 BROWSER_COOKIES = (SESSION_COOKIE, CSRF_COOKIE)
 # The webhooks authenticate each request themselves (HMAC or secret, no cookie): no CSRF check,
-# and they keep their own body limit (signals.service.MAX_BODY_BYTES, a WebhookAnswer 413).
+# and they keep their own body limit (webhooks.service.MAX_BODY_BYTES, a WebhookAnswer 413).
 WEBHOOK_PATHS = ("/webhook",)
 ROUTE_BODY_LIMITS: dict[str, int | None] = {"/webhook": None, "/api/v1/bars": MAX_UPLOAD_BYTES}
 
@@ -80,6 +81,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The webhook writer (group commit) keeps a connection of its own until shutdown.
+        writer = _app.state.webhook_writer = WebhookWriter(db, settings)
         if run_background:
             get_task_runner().start()
         try:
@@ -89,7 +92,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
                 get_task_runner().shutdown()
             # Write the execution rows still queued (bounded wait; atexit is the fallback).
             log_writer.shutdown(db, LOG_FLUSH_TIMEOUT_S)
-            _app.state.resources.close()
+            writer.close()
 
     # /docs and /redoc are tradeloop's own pages (web/docs.py): assets from npm, no CDN.
     app = FastAPI(title="tradeloop", version="0.1.0", lifespan=lifespan,
@@ -98,8 +101,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
                   dependencies=[Depends(refuse_unstorable_values)])
     app.state.settings = settings
     app.state.db = db
-    # What the app holds open until shutdown (the webhook writer's connection).
-    app.state.resources = ExitStack()
     app.state.rate_limiter = RateLimiter(settings.rate_limit_storage_url)
     set_task_runner(build_task_runner(settings, db))
     set_event_delivery(settings.events_enabled)

@@ -119,18 +119,28 @@ def _begin_sqlite_transaction(connection: Any) -> None:
 
 
 class Database:
-    """An engine and its session factory; one per process (or per test)."""
+    """An engine and its session factories; one per process (or per test).
+
+    Two ways in: the ORM's unit of work (`unit_of_work`; `read_session` for reads that never
+    take SQLite's write lock) and the driver's (`driver_unit_of_work`, for the hot paths'
+    repositories; `autocommit_driver` for a unit of work that is one statement). Either may be
+    pinned: `pinned` keeps one connection for a loop of units of work, `pinned_driver` one
+    DBAPI connection for a writer that runs one unit at a time.
+    """
 
     def __init__(self, engine: Engine,
                  session_factory: Callable[[], Session] | None = None, *,
+                 read_session_factory: Callable[[], Session] | None = None,
                  pinned_to: Connection | None = None):
         self.engine = engine
-        self.session_factory = session_factory or sessionmaker(
-            engine.execution_options(**{UNIT_OF_WORK_OPTION: True}), expire_on_commit=False)
+        # Connections of units of work: on SQLite they begin IMMEDIATE (the write lock).
+        self._writer = engine.execution_options(**{UNIT_OF_WORK_OPTION: True})
+        self.session_factory = session_factory or sessionmaker(self._writer,
+                                                               expire_on_commit=False)
         # Without the unit-of-work option: SQLite begins deferred, so reads never wait for
-        # (or take) the write lock. A test's shared-connection factory serves both.
-        self.read_session_factory = sessionmaker(engine, expire_on_commit=False) \
-            if session_factory is None else self.session_factory
+        # (or take) the write lock.
+        self.read_session_factory = read_session_factory or sessionmaker(
+            engine, expire_on_commit=False)
         self._pinned_to = pinned_to  # the connection of `pinned`, idle between units of work
 
     @classmethod
@@ -178,52 +188,40 @@ class Database:
         next one starts. For one thread only.
         """
         factory = self.session_factory
-        bind = self._engine()
-        if bind is None:
-            yield self  # sessions already share one connection (pinned, or a test's)
-            return
-        with bind.connect() as connection:
+        with self._writer.connect() as connection:
             # The same factory with another bind: a new sessionmaker would make a new Session
             # subclass, whose event dispatch SQLAlchemy builds again (~0.3 ms per drain).
-            yield Database(self.engine, functools.partial(factory, bind=connection),
+            bound = functools.partial(factory, bind=connection)
+            yield Database(self.engine, bound, read_session_factory=bound,
                            pinned_to=connection)
 
     @contextmanager
     def driver_unit_of_work(self) -> Iterator[DriverConnection]:
         """A unit of work on a DBAPI connection (see tradeloop.driver): commits when the block
-        ends, rolls back when it raises. Where sessions share one connection (a test's, or
-        pinned), it runs in a session's unit of work on that connection instead."""
-        engine = self._engine()
-        if engine is None:
-            with self.unit_of_work() as session:
-                yield DriverConnection.of_session(session)
-            return
-        with _pooled_driver(engine) as driver, driver.transaction():
+        ends, rolls back when it raises."""
+        with self._driver() as driver, driver.transaction():
             yield driver
 
     @contextmanager
     def autocommit_driver(self) -> Iterator[DriverConnection]:
         """A DBAPI connection on which each statement commits on its own (DriverConnection.
-        autocommit): for a unit of work that is one statement (a queue claim). Where sessions
-        share one connection in a transaction of their own (a test's), a unit of work on it."""
-        engine = self._engine()
-        if self._pinned_to is not None:
-            connection = self._pinned_to
-            with DriverConnection(connection.connection.dbapi_connection,
-                                  connection.dialect).autocommit() as driver:
-                yield driver
-        elif engine is not None:
-            with _pooled_driver(engine) as driver, driver.autocommit():
-                yield driver
-        else:
-            with self.driver_unit_of_work() as driver:
-                yield driver
+        autocommit): for a unit of work that is one statement (a queue claim)."""
+        with self._driver() as driver, driver.autocommit():
+            yield driver
 
-    def _engine(self) -> Engine | None:
-        """The engine sessions check connections out of; None when they share one connection."""
-        factory = self.session_factory
-        bind = factory.kw.get("bind") if isinstance(factory, sessionmaker) else None
-        return bind if isinstance(bind, Engine) else None
+    def pinned_driver(self) -> PinnedDriver:
+        """Driver units of work that keep one DBAPI connection between them (PinnedDriver)."""
+        return PinnedDriver(self.engine)
+
+    @contextmanager
+    def _driver(self) -> Iterator[DriverConnection]:
+        """The pinned connection's DBAPI connection, else a pooled one's."""
+        if self._pinned_to is not None:
+            yield DriverConnection(self._pinned_to.connection.dbapi_connection,
+                                   self._pinned_to.dialect)
+        else:
+            with _pooled_driver(self.engine) as driver:
+                yield driver
 
     def ping(self) -> None:
         """Run a trivial query; raises when the database cannot be reached."""
@@ -250,28 +248,25 @@ class PinnedDriver:
     writer that runs one unit at a time (the webhook intake). A unit that fails gives its
     connection back, and the next one checks out another."""
 
-    def __init__(self, db: Database):
-        self._db = db
+    def __init__(self, engine: Engine):
+        self._engine = engine
         self._pooled: Any = None
 
     @contextmanager
     def unit_of_work(self) -> Iterator[DriverConnection]:
-        engine = self._db._engine()
-        if engine is None:
-            with self._db.driver_unit_of_work() as connection:
-                yield connection
-            return
+        """A driver unit of work on the kept connection (checked out if there is none)."""
         if self._pooled is None:
-            self._pooled = engine.raw_connection()
+            self._pooled = self._engine.raw_connection()
         try:
             with DriverConnection(self._pooled.dbapi_connection,
-                                  engine.dialect).transaction() as connection:
+                                  self._engine.dialect).transaction() as connection:
                 yield connection
         except BaseException:
             self.close()
             raise
 
     def close(self) -> None:
+        """Give the kept connection back."""
         pooled, self._pooled = self._pooled, None
         if pooled is not None:
             with suppress(Exception):  # a broken connection: the pool invalidates it

@@ -6,17 +6,19 @@ import importlib
 
 from fastapi import APIRouter
 
-# Routes are matched in this order, one by one: the signals router (its first routes are the
-# webhooks, the hot path under alert bursts) comes first so a webhook skips the other ~200.
+# Routes are matched in this order, one by one: the webhooks router (the hot path under alert
+# bursts) comes first so a webhook skips the other ~200.
 ROUTER_MODULES = (
+    "tradeloop.webhooks.api",
     "tradeloop.signals.api",
+    "tradeloop.trading.api",
     "tradeloop.health_api",
     "tradeloop.accounts.api",
     "tradeloop.market_data.api",
     "tradeloop.strategies.api",
     "tradeloop.backtest.api",
-    "tradeloop.signals.gex_api",
-    "tradeloop.signals.metrics_api",
+    "tradeloop.market_context.api",
+    "tradeloop.monitoring.api",
     "tradeloop.prompts.api",
     "tradeloop.prompts.admin_api",
     "tradeloop.llm.api",
@@ -24,13 +26,17 @@ ROUTER_MODULES = (
     "tradeloop.web.docs",
 )
 TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.market_data.tasks",
-                "tradeloop.backtest.tasks", "tradeloop.signals.tasks", "tradeloop.prompts.tasks")
+                "tradeloop.backtest.tasks", "tradeloop.signals.tasks", "tradeloop.trading.tasks",
+                "tradeloop.prompts.tasks")
 MODEL_MODULES = (
     "tradeloop.accounts.models",
     "tradeloop.market_data.models",
     "tradeloop.strategies.models",
     "tradeloop.backtest.models",
     "tradeloop.signals.models",
+    "tradeloop.webhooks.models",
+    "tradeloop.trading.models",
+    "tradeloop.market_context.models",
     "tradeloop.llm.models",
     "tradeloop.prompts.models",
 )

@@ -13,13 +13,13 @@ read them.
 from __future__ import annotations
 
 import functools
+import sys
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
-from sqlalchemy import Insert, Table, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
@@ -27,6 +27,35 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 
 Processor = Callable[[Any], Any]
+
+
+class StatementBuiltPerCallError(TypeError):
+    """A driver statement was built inside a function: it must be a module-level constant."""
+
+
+class Statement:
+    """A Core statement the driver runs: built once, at import, as a module-level constant.
+
+    Compiled forms and result processors are cached by the statement's identity; a statement
+    built per call would miss every cache, pay SQLAlchemy's compilation each time (~1 ms for
+    the queue claim) and grow the caches until they evict the hot path's entries. So building
+    one anywhere but at a module's top level raises StatementBuiltPerCallError, and the
+    driver runs nothing else.
+    """
+
+    __slots__ = ("core", "origin")
+
+    def __init__(self, core: Executable):
+        caller = sys._getframe(1)
+        if caller.f_code.co_name != "<module>":
+            raise StatementBuiltPerCallError(
+                f"driver statements are module-level constants; one was built in "
+                f"{caller.f_code.co_name}() ({caller.f_code.co_filename}:{caller.f_lineno})")
+        self.core = core
+        self.origin = f"{caller.f_globals.get('__name__')}:{caller.f_lineno}"
+
+    def __repr__(self) -> str:
+        return f"Statement({self.origin})"
 
 
 @dataclass(frozen=True)
@@ -50,11 +79,10 @@ class DriverConnection:
         connection = session.connection()
         return cls(connection.connection.dbapi_connection, connection.dialect)
 
-    def rows(self, statement: Executable, params: Mapping[str, Any] | None = None,
-             ) -> list[Any]:
+    def rows(self, query: Statement, params: Mapping[str, Any] | None = None) -> list[Any]:
         """The rows a SELECT (or a DML statement with RETURNING) returns, as named tuples,
         each value through its column type's result processor."""
-        params = params or {}
+        statement, params = _core(query), params or {}
         entry = _compile(statement, self.dialect, _column_keys(statement, params))
         cursor = self.dbapi.cursor()
         try:
@@ -70,10 +98,10 @@ class DriverConnection:
                      for process, value in zip(results, row, strict=True))
                 for row in fetched]
 
-    def execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> None:
+    def execute(self, query: Statement, params: Mapping[str, Any] | None = None) -> None:
         """Run a statement whose result nobody reads (an INSERT, an UPDATE): inside
         `pipeline` it is sent without waiting for the server."""
-        params = params or {}
+        statement, params = _core(query), params or {}
         entry = _compile(statement, self.dialect, _column_keys(statement, params))
         cursor = self.dbapi.cursor()
         try:
@@ -81,8 +109,9 @@ class DriverConnection:
         finally:
             cursor.close()
 
-    def execute_many(self, statement: UpdateBase, rows: Sequence[Mapping[str, Any]]) -> int:
+    def execute_many(self, query: Statement, rows: Sequence[Mapping[str, Any]]) -> int:
         """Run a DML statement once per row (every row with the same keys); the row count."""
+        statement = _core(query)
         entry = _compile(statement, self.dialect, tuple(rows[0]))
         names, positional = entry.compiled.positiontup, entry.compiled.positional
         processed = [_processed(entry.binds, row) for row in rows]
@@ -119,10 +148,6 @@ class DriverConnection:
         with start() if start is not None else nullcontext():
             yield self
 
-    def insert(self, table: Table, row: Mapping[str, Any]) -> None:
-        """INSERT one row of `table` (only the columns `row` names)."""
-        self.execute(_plain_insert(table), row)
-
     @contextmanager
     def transaction(self) -> Iterator[DriverConnection]:
         """BEGIN (IMMEDIATE on SQLite: the write lock up front, as every unit of work takes
@@ -140,9 +165,12 @@ class DriverConnection:
         self.dbapi.commit()
 
 
-@functools.cache
-def _plain_insert(table: Table) -> Insert:
-    return insert(table)
+def _core(query: Statement) -> Executable:
+    if not isinstance(query, Statement):
+        raise StatementBuiltPerCallError(
+            f"the driver runs Statement constants only, not {type(query).__name__}: wrap the "
+            "Core statement in Statement(...) at module level")
+    return query.core
 
 
 def _processed(binds: Mapping[str, Processor], row: Mapping[str, Any]) -> dict[str, Any]:
@@ -222,3 +250,16 @@ def _row_type(statement: Executable) -> Any:
     """Rows as named tuples: unpacked like tuples, read by column name like SQLAlchemy's."""
     return namedtuple("Row", [column.key for column in _columns(statement)],  # type: ignore[misc]
                       rename=True)
+
+
+class DriverRepository:
+    """Base of the repositories of the hot paths: their statements run on one driver
+    connection, in whatever transaction it is in."""
+
+    def __init__(self, connection: DriverConnection):
+        self._connection = connection
+
+    @classmethod
+    def of_session(cls, session: Session) -> Self:
+        """On the session's connection, in its transaction (begun if it was not)."""
+        return cls(DriverConnection.of_session(session))

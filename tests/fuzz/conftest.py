@@ -24,16 +24,15 @@ import requests
 from argon2 import PasswordHasher
 from schemathesis.python.asgi import ASGIClient
 from sqlalchemy import Connection, Engine
-from sqlalchemy.orm import sessionmaker
 
-from tests.conftest import make_settings, wait_for_tasks
+from tests.conftest import SharedConnectionDatabase, make_settings, wait_for_tasks
 from tests.fuzz.report import REPORT_PATH, SESSION, OperationRun
 from tests.fuzz.world import Actor, build_world
 from tradeloop.accounts import security
 from tradeloop.app import create_app
-from tradeloop.db import Database, create_db_engine
+from tradeloop.db import create_db_engine
 from tradeloop.prompts.cache import template_cache
-from tradeloop.signals.auth import x_signature
+from tradeloop.webhooks.auth import x_signature
 
 FUZZ_DATABASE = os.environ.get("FUZZ_DATABASE", "sqlite")
 # A request header the fuzz run adds to webhook cases it wants signed: the client replaces it
@@ -98,8 +97,7 @@ def fuzz_world(request: pytest.FixtureRequest, engines: dict[str, Engine],
     engine = engines.get(url) or engines.setdefault(url, create_db_engine(url))
     connection = engine.connect()
     outer = connection.begin()
-    db = Database(engine, sessionmaker(bind=connection, join_transaction_mode="create_savepoint",
-                                       expire_on_commit=False))
+    db = SharedConnectionDatabase(engine, connection)
     # A generous auth rate limit: the token and register operations are fuzzed, not throttled.
     settings = make_settings(tmp_path_factory.mktemp("fuzz"), auth_rate_limit="100000/minute")
     app = create_app(settings, db)

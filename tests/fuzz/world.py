@@ -14,16 +14,16 @@ from sqlalchemy import select
 
 from tests.conftest import api_headers, store_bars, wait_for_tasks
 from tests.llm.test_api import PII_RULE
+from tests.market_context.test_gex import gex_body
 from tests.prompts.conftest import template_body
-from tests.signals.test_gex import gex_body
 from tests.signals.test_processing import send
 from tradeloop.accounts import service as accounts
 from tradeloop.accounts.models import TokenContext
 from tradeloop.db import Database
 from tradeloop.prompts.models import PromptTemplate
 from tradeloop.prompts.seeds import seed_prompt_templates
-from tradeloop.signals.models import Position
 from tradeloop.strategies.demo import SMA_CROSS
+from tradeloop.trading.models import Position
 
 SYMBOL = "FUZZ"
 LABEL = "fuzz-label"

@@ -20,8 +20,8 @@ from tradeloop.accounts.models import User
 from tradeloop.app import create_app
 from tradeloop.db import Database
 from tradeloop.settings import Settings
-from tradeloop.signals.auth import standard_webhooks_signature, x_signature
 from tradeloop.signals.models import ProcessingError, Signal
+from tradeloop.webhooks.auth import standard_webhooks_signature, x_signature
 
 WEBHOOK_SECRET = "test-webhook-secret"  # what tests/conftest.make_settings configures
 ENDPOINTS = "/api/v1/webhook-endpoints"

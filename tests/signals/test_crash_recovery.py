@@ -28,8 +28,9 @@ from sqlalchemy import func, select
 from tests.conftest import fresh_postgres_database
 from tradeloop import migrate
 from tradeloop.db import Database
-from tradeloop.signals.auth import x_signature
-from tradeloop.signals.models import Decision, Position, ProcessingError, Signal, SignalStatus
+from tradeloop.signals.models import ProcessingError, Signal, SignalStatus
+from tradeloop.trading.models import Decision, Position
+from tradeloop.webhooks.auth import x_signature
 
 from .conftest import iso_now
 

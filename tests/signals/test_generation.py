@@ -23,10 +23,11 @@ from tradeloop.prompts.cache import template_cache
 from tradeloop.prompts.seeds import seed_prompt_templates
 from tradeloop.settings import Settings
 from tradeloop.signals.flows import ProcessingConfig, process_signal_queue
-from tradeloop.signals.models import Decision, Position, Signal
+from tradeloop.signals.models import Signal
 from tradeloop.strategies import service as strategies
 from tradeloop.strategies.demo import SMA_CROSS
 from tradeloop.strategies.models import StrategyStatus
+from tradeloop.trading.models import Decision, Position
 
 GENERATE = "/api/signals/generate"
 LONG = {"direction": "LONG", "entry_price_low": "99.50", "entry_price_high": "100.00",
@@ -205,3 +206,26 @@ def test_the_offline_analyst_answers_by_default(db: Database, settings: Settings
     assert answer["execution"]["provider"] == "local"
     assert answer["signal"]["direction"] in ("LONG", "SHORT", "NEUTRAL")
     assert answer["signal"]["source"] == "llm:local"
+
+
+def test_the_analyst_call_holds_no_transaction(client: TestClient, db: Database, alice: dict,
+                                               fake_llm: FakeLLMServer,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Authentication and reads end before the provider is called, and the signal is written
+    after it, each in a unit of work of its own: none is open during the call (on SQLite it
+    would hold the write lock for the seconds a model takes)."""
+    from tradeloop.signals import generation
+
+    connection = db.session_factory.kw["bind"]  # type: ignore[attr-defined]
+    calls: list[bool] = []
+    execute = generation.llm.execute
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        calls.append(connection.in_nested_transaction())
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(generation.llm, "execute", watched)
+    strategy_id = create_strategy(client, alice)
+    fake_llm.queue(Scripted(text=json.dumps(LONG), usage=(10, 10)))
+    assert generate(client, alice, strategy_id=strategy_id).status_code == 200
+    assert calls == [False]

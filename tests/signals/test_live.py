@@ -25,10 +25,11 @@ from tradeloop.market_data.bar_files import ParsedBars
 from tradeloop.market_data.calendar import MarketCalendar
 from tradeloop.settings import Settings
 from tradeloop.signals import flows, live_strategies
-from tradeloop.signals.marks import mark_open_positions
-from tradeloop.signals.models import Decision, Direction, Position, Signal
+from tradeloop.signals.models import Direction, Signal
 from tradeloop.strategies.compiler import StrategySignals
 from tradeloop.tasks import registered_schedules, run_task
+from tradeloop.trading.marks import mark_open_positions
+from tradeloop.trading.models import Decision, Position
 
 LIVE_CONFIG = flows.ProcessingConfig(MarketCalendar(), market_hours_enforced=True)
 CROSS = """\
@@ -111,7 +112,7 @@ class TestMarkToMarket:
 
     def test_periodic_task_is_scheduled_and_runs_by_name(self, db: Database,
                                                          alice: dict) -> None:
-        import tradeloop.signals.tasks  # noqa: F401 - declares the tasks and schedules
+        import tradeloop.trading.tasks  # noqa: F401 - declares the tasks and schedules
 
         schedule = registered_schedules()["mark-positions"]
         assert (schedule.task_name, schedule.cron) == ("mark_positions", "* * * * *")

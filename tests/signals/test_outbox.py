@@ -24,9 +24,12 @@ from tests.signals.conftest import (
 )
 from tradeloop.accounts.models import User
 from tradeloop.db import Database, create_db_engine
-from tradeloop.signals import flows, service
-from tradeloop.signals.auth import EndpointAuth
-from tradeloop.signals.models import Decision, Signal, SignalStatus
+from tradeloop.signals import flows
+from tradeloop.signals.models import Signal, SignalStatus
+from tradeloop.signals.repository import SignalQueue, next_queued, requeue_abandoned
+from tradeloop.trading.models import Decision
+from tradeloop.webhooks import service
+from tradeloop.webhooks.auth import EndpointAuth
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
@@ -44,13 +47,14 @@ def queue(db: Database, owner: uuid.UUID, symbol: str, seconds: int) -> uuid.UUI
 
 
 def claim(db: Database, limit: int = 100) -> list[uuid.UUID]:
-    with db.autocommit_driver() as connection:
-        return [s.id for s in service.claim_signals(connection=connection, limit=limit)]
+    with SignalQueue.autocommit(db) as signal_queue:
+        return [s.id for s in signal_queue.claim(limit=limit)]
 
 
 def finish(db: Database, signal_id: uuid.UUID) -> None:
+    """As processing finishes a claimed signal (the one way to)."""
     with db.unit_of_work() as session:
-        service.finish_signal(session=session, signal=session.get(Signal, signal_id))
+        assert SignalQueue.of_session(session).finish(signal_id, SignalStatus.PROCESSED)
 
 
 def test_claims_follow_arrival_order_per_user_and_symbol(db: Database, alice: dict,
@@ -60,7 +64,7 @@ def test_claims_follow_arrival_order_per_user_and_symbol(db: Database, alice: di
     spy2, bob_spy = queue(db, a, "SPY", 3), queue(db, b, "SPY", 4)
     spy3 = queue(db, a, "SPY", 5)
     with db.unit_of_work() as session:
-        peek = [s.id for s in service.next_queued(session=session)]
+        peek = [s.id for s in next_queued(session=session)]
     assert peek == [spy1, qqq1, bob_spy]
     assert claim(db, limit=2) == [spy1, qqq1]
     # Alice's SPY is busy until spy1 finishes; bob's SPY is another group.
@@ -84,9 +88,9 @@ def test_abandoned_claims_are_requeued(db: Database, alice: dict) -> None:
     first = queue(db, owner, "SPY", 1)
     assert claim(db) == [first]
     with db.unit_of_work() as session:
-        assert service.requeue_abandoned(session=session, older_than=timedelta(minutes=5)) == 0
+        assert requeue_abandoned(session=session, older_than=timedelta(minutes=5)) == 0
         later = datetime.now(UTC) + timedelta(minutes=6)
-        assert service.requeue_abandoned(session=session, now=later) == 1
+        assert requeue_abandoned(session=session, now=later) == 1
     assert claim(db) == [first]
 
 

@@ -17,16 +17,13 @@ from tests.signals.conftest import build_app, post_signed, signal_body, user_id
 from tradeloop.db import Database
 from tradeloop.market_data.calendar import MarketCalendar
 from tradeloop.settings import Settings
-from tradeloop.signals import endpoints, flows, service
-from tradeloop.signals.auth import EndpointAuth
-from tradeloop.signals.models import (
-    Decision,
-    Position,
-    ProcessingError,
-    Signal,
-    SignalStatus,
-)
-from tradeloop.signals.schemas import EndpointCreate, RiskSettings
+from tradeloop.signals import flows
+from tradeloop.signals.models import ProcessingError, Signal, SignalStatus
+from tradeloop.signals.repository import SignalQueue
+from tradeloop.trading.models import Decision, Position
+from tradeloop.webhooks import endpoints, service
+from tradeloop.webhooks.auth import EndpointAuth
+from tradeloop.webhooks.schemas import EndpointCreate, RiskSettings
 
 MONDAY = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # NYSE open (14:30-21:00 UTC in March)
 SUNDAY = datetime(2026, 3, 1, 15, 0, tzinfo=UTC)
@@ -230,9 +227,8 @@ def test_queue_drains_in_order_and_recovers_abandoned_claims(db: Database,
         with db.unit_of_work() as session:
             ids.append(service.ingest_signal(session=session, intake=intake, raw_body=raw,
                                              parsed=service.parse_body(raw), now=at).signal_id)
-    with db.autocommit_driver() as connection:  # a worker that crashed after claiming
-        service.claim_signals(connection=connection,
-                              now=datetime.now(UTC) - timedelta(hours=1))
+    with SignalQueue.autocommit(db) as signal_queue:  # a worker that crashed after claiming
+        signal_queue.claim(now=datetime.now(UTC) - timedelta(hours=1))
     # The drain after each webhook leaves claims alone: the symbol waits behind the crashed
     # one until the every-minute sweep requeues it.
     assert flows.process_signal_queue(db, CONFIG) == 0
@@ -253,9 +249,8 @@ def test_a_stale_claim_never_processes_a_signal_twice(
     with db.unit_of_work() as session:
         signal_id = service.ingest_signal(session=session, intake=intake, raw_body=raw,
                                           parsed=service.parse_body(raw), now=MONDAY).signal_id
-    with db.autocommit_driver() as connection:
-        [stale] = service.claim_signals(connection=connection,
-                                        now=datetime.now(UTC) - timedelta(hours=1))
+    with SignalQueue.autocommit(db) as signal_queue:
+        [stale] = signal_queue.claim(now=datetime.now(UTC) - timedelta(hours=1))
     assert flows.requeue_abandoned_claims(db) == 1
     assert flows.process_signal_queue(db, CONFIG) == 1
     failures: list[Exception] = []

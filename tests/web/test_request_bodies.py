@@ -21,8 +21,8 @@ from tests.web.conftest import LiveServer, start_live_server
 from tests.web.test_security_headers import assert_security_headers
 from tradeloop.app import create_app
 from tradeloop.db import Database
-from tradeloop.signals.service import MAX_BODY_BYTES as WEBHOOK_MAX_BYTES
 from tradeloop.strategies.demo import SMA_CROSS
+from tradeloop.webhooks.service import MAX_BODY_BYTES as WEBHOOK_MAX_BYTES
 
 STRATEGIES = "/api/v1/strategies"
 SMALL_LIMIT = 4096

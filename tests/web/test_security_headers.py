@@ -15,7 +15,7 @@ from tests.web.conftest import LiveServer
 from tradeloop.app import create_app
 from tradeloop.db import Database
 from tradeloop.settings import Settings
-from tradeloop.signals.auth import x_signature
+from tradeloop.webhooks.auth import x_signature
 
 EXPECTED = {
     "content-security-policy": (

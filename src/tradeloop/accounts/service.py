@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from tradeloop.accounts import security
 from tradeloop.accounts.models import TokenContext, User, UserToken
+from tradeloop.accounts.repository import AccountStore
 from tradeloop.accounts.schemas import password_problems
 from tradeloop.db import utcnow
-from tradeloop.driver import DriverConnection
 from tradeloop.errors import ConflictError, FieldValidationError, UnauthorizedError
 from tradeloop.ownership import OwnedRepository
 
@@ -71,19 +71,11 @@ def first_admin(*, session: Session) -> User | None:
                            .order_by(User.inserted_at, User.id).limit(1)).first()
 
 
-# Built once: the default webhook asks on every request, and only needs the id.
-# On the table's columns, not the entity's: a plain Core statement skips the ORM's
-# per-execution work (every default webhook asks it).
-_USERS = User.__table__.c
-_FIRST_ADMIN_ID = (select(_USERS.id).where(_USERS.is_admin.is_(True))
-                   .order_by(_USERS.inserted_at, _USERS.id).limit(1))
-
-
-def first_admin_id(*, connection: DriverConnection) -> uuid.UUID | None:
-    """The id of `first_admin`, without loading the user (on the driver: the default
-    webhook asks for every batch of requests)."""
-    rows = connection.rows(_FIRST_ADMIN_ID)
-    return rows[0][0] if rows else None
+def lock_user(session: Session, user_id: uuid.UUID) -> None:
+    """Row-lock the user until the session's transaction ends: serialises another domain's
+    changes to what one user owns (signal processing's book). A no-op on SQLite, whose units
+    of work hold the write lock from their first statement."""
+    AccountStore.of_session(session).lock_user(user_id)
 
 
 def get_user(*, session: Session, user_id: uuid.UUID) -> User | None:

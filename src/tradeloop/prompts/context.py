@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from tradeloop.market_context.snapshot import market_snapshot
 from tradeloop.market_data.service import BarArrays, load_bars, utc_datetime
 from tradeloop.strategies import indicators as ind
 
@@ -103,14 +104,15 @@ def bars_table(recent: list[dict[str, Any]]) -> str:
 
 def indicator_snapshot(bars: BarArrays) -> dict[str, Any]:
     """The latest value of each indicator (None when there are too few bars for it)."""
-    close, high, low, volume = bars.close, bars.high, bars.low, bars.volume
+    close, volume = bars.close, bars.volume
     last_close = float(close[-1])
     macd_line = _last(_safe(lambda: ind.macd(close, 12, 26)))
     macd_signal = _last(_safe(lambda: ind.macd_signal(close, 12, 26, 9)))
     bb_upper = _last(_safe(lambda: ind.bbands_upper(close, 20, 2.0)))
     bb_lower = _last(_safe(lambda: ind.bbands_lower(close, 20, 2.0)))
     bb_middle = _last(_safe(lambda: ind.sma(close, 20)))
-    atr_14 = _last(_safe(lambda: ind.atr(high, low, close, 14)))
+    # ATR from the market snapshot the decision's context also reads: one atr_pct for both.
+    snapshot = market_snapshot(bars)
     volume_avg = _last(_safe(lambda: ind.sma(volume, 20)))
     return {
         "close": _num(last_close),
@@ -129,8 +131,8 @@ def indicator_snapshot(bars: BarArrays) -> dict[str, Any]:
         "bb_lower": bb_lower,
         "bb_width_pct": None if None in (bb_upper, bb_lower, bb_middle) or not bb_middle
         else _num(100 * (bb_upper - bb_lower) / bb_middle, 2),  # type: ignore[operator]
-        "atr_14": atr_14,
-        "atr_pct": None if atr_14 is None else _num(100 * atr_14 / last_close, 2),
+        "atr_14": None if snapshot.atr is None else _num(snapshot.atr),
+        "atr_pct": None if snapshot.atr_pct is None else _num(snapshot.atr_pct, 2),
         "volume": _num(volume[-1], 0),
         "volume_avg_20": None if volume_avg is None else _num(volume_avg, 0),
         "volume_ratio": None if not volume_avg else _num(float(volume[-1]) / volume_avg, 2),

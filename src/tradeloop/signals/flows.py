@@ -19,37 +19,30 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from tradeloop.db import Database
-from tradeloop.driver import DriverConnection
+from tradeloop.market_context.cache import ContextCache, ContextPolicy, store_snapshot
 from tradeloop.market_data.calendar import MarketCalendar, calendar_from_settings
 from tradeloop.market_data.timeframes import DAILY_TIMEFRAMES, TIMEFRAME_SECONDS
 from tradeloop.schema_types import plain_decimal
 from tradeloop.settings import Settings, get_settings
-from tradeloop.signals.context_cache import ContextCache, ContextPolicy, store_snapshot
 from tradeloop.signals.live_strategies import evaluate_new_bar
-from tradeloop.signals.marks import mark_open_positions
-from tradeloop.signals.models import (
-    DecisionAction,
-    ProcessingError,
-    Signal,
-    SignalOrigin,
-    SignalStatus,
-    WebhookEndpoint,
-)
-from tradeloop.signals.outbox import (
+from tradeloop.signals.models import ProcessingError, Signal, SignalOrigin, SignalStatus
+from tradeloop.signals.repository import (
     ClaimedSignal,
-    claim_signals,
-    finish_unfinished,
+    SignalQueue,
+    batched_writes,
     requeue_abandoned,
-    unfinished_signal,
 )
-from tradeloop.signals.positions import execute_plan, load_book, lock_book, record_decision
-from tradeloop.signals.regime import regime
-from tradeloop.signals.service import DEFAULT_REPLAY_WINDOW
-from tradeloop.signals.trading import MONEY, Order, Plan, RiskGates, apply, decide
+from tradeloop.trading.marks import mark_open_positions
+from tradeloop.trading.models import DecisionAction
+from tradeloop.trading.regime import regime
+from tradeloop.trading.repository import PositionBook
+from tradeloop.trading.rules import MONEY, Order, Plan, RiskGates, apply, decide
+from tradeloop.trading.service import lock_book
+from tradeloop.webhooks import endpoints
+from tradeloop.webhooks.service import DEFAULT_REPLAY_WINDOW
 
 log = structlog.get_logger(__name__)
 
@@ -99,8 +92,8 @@ def process_signal_queue(db: Database, config: ProcessingConfig | None = None,
         while True:
             # One claim per (user, symbol) at a time keeps each symbol in arrival order. The
             # claim is one statement, committed on its own.
-            with pinned.autocommit_driver() as connection:
-                claimed = claim_signals(connection=connection, limit=batch)
+            with SignalQueue.autocommit(pinned) as queue:
+                claimed = queue.claim(limit=batch)
             if not claimed:
                 return done
             for signal in claimed:
@@ -133,7 +126,7 @@ def process_signal(db: Database, signal_id: uuid.UUID, config: ProcessingConfig 
                    *, claimed: ClaimedSignal | None = None) -> DecisionAction | None:
     """Decide on one signal and apply it; a failure marks it `failed`, never lost.
 
-    `claimed` is the row claim_signals returned for it (committed as `processing`), which
+    `claimed` is the row SignalQueue.claim returned for it (committed as `processing`), which
     spares reading it again; without it the signal is read and skipped unless it is still
     queued or processing.
     """
@@ -141,8 +134,7 @@ def process_signal(db: Database, signal_id: uuid.UUID, config: ProcessingConfig 
     started = time.perf_counter()
     try:
         with db.unit_of_work() as session:
-            signal = claimed or unfinished_signal(DriverConnection.of_session(session),
-                                                  signal_id)
+            signal = claimed or SignalQueue.of_session(session).unfinished(signal_id)
             if signal is None:
                 return None  # deleted, or already finished by another worker
             action, degraded = decide_and_apply(session, signal, config, started)
@@ -169,18 +161,18 @@ def decide_and_apply(session: Session, signal: ClaimedSignal, config: Processing
     context = config.contexts.lookup(
         session=session, owner_id=signal.user_id, symbol=signal.symbol,
         timeframe=signal.timeframe, at=signal.signal_time, calendar=config.calendar)
-    # Core statements on the DBAPI connection: processing skips the ORM and SQLAlchemy's
-    # execution layer (tradeloop.driver), in the session's transaction.
-    connection = DriverConnection.of_session(session)
-    lock_book(connection, signal.user_id)
-    gates = risk_gates(connection, signal)
+    # The repositories run Core statements on the session's DBAPI connection, in its
+    # transaction: processing skips the ORM and SQLAlchemy's execution layer.
+    positions = PositionBook.of_session(session)
+    lock_book(session, signal.user_id)
+    gates = risk_gates(session, signal)
     price = fill_price(signal, context.market.latest_close)
     found = regime(context.gex, price, gates.gex_wall_buffer_pct) \
         if context.gex is not None and price is not None else None
     order = Order(signal.symbol, signal.direction, price, signal.signal_time,
                   signal.score, signal.confidence, context.market.trend, found)
     # 3. Decision: the risk gates against the user's book.
-    book, open_rows = load_book(connection, signal.user_id, signal.symbol, order.at)
+    book, open_rows = positions.load(signal.user_id, signal.symbol, order.at)
     plan = decide(order, book, gates) if market_open \
         else Plan(DecisionAction.REJECT, [hours])
     _, closed = apply(book, plan, order)
@@ -188,20 +180,19 @@ def decide_and_apply(session: Session, signal: ClaimedSignal, config: Processing
         else SignalStatus.PROCESSED
     # Only the last write's answer is read: on PostgreSQL they go out pipelined, in two round
     # trips instead of six.
-    with connection.pipeline():
+    with batched_writes(session):
         # 4. Paper position opened / closed / reversed; 5. outcome on the opening signal.
-        own_outcome = execute_plan(connection, signal, plan, order, closed, open_rows)
-        decision_id = record_decision(
-            connection, signal, plan, degraded=context.degraded,
+        own_outcome = positions.execute_plan(signal, plan, order, closed, open_rows)
+        decision_id = positions.record_decision(
+            signal, plan, degraded=context.degraded,
             latency_ms=(time.perf_counter() - started) * 1000,
             inputs={"market_open": market_open, "market_hours": hours,
                     "fill_price": _text(order.price), "context": context.as_json(),
                     "gex_regime": found.as_json() if found else None,
                     "degraded_reasons": context.problems})
-        store_snapshot(connection, signal, decision_id, context)
+        store_snapshot(session, signal, decision_id, context)
         # 6. The signal's final status, only if nobody finished it meanwhile.
-        finished = finish_unfinished(connection, signal_id=signal.id, status=status,
-                                     **own_outcome)
+        finished = SignalQueue.of_session(session).finish(signal.id, status, **own_outcome)
     if not finished:
         raise AlreadyFinishedError(str(signal.id))
     return plan.action, context.degraded
@@ -261,17 +252,15 @@ def fill_price(signal: ClaimedSignal, latest_close: Decimal | None) -> Decimal |
 
 
 DEFAULT_GATES = RiskGates.from_json(None)
-_ENDPOINT_RISK = select(WebhookEndpoint.__table__.c.risk).where(
-    WebhookEndpoint.__table__.c.id == bindparam("endpoint_id"))
 
 
-def risk_gates(connection: DriverConnection, signal: ClaimedSignal) -> RiskGates:
+def risk_gates(session: Session, signal: ClaimedSignal) -> RiskGates:
     """The gates of the endpoint the signal came through; none for the default webhook.
     Read for every signal: an endpoint's risk settings apply from their next signal on."""
     if signal.endpoint_id is None:
         return DEFAULT_GATES
-    rows = connection.rows(_ENDPOINT_RISK, {"endpoint_id": signal.endpoint_id})
-    return RiskGates.from_json(rows[0].risk if rows else None)
+    return RiskGates.from_json(endpoints.endpoint_risk(session=session,
+                                                       endpoint_id=signal.endpoint_id))
 
 
 def record_failure(db: Database, signal_id: uuid.UUID, exc: Exception) -> None:
@@ -279,9 +268,8 @@ def record_failure(db: Database, signal_id: uuid.UUID, exc: Exception) -> None:
     unless it was finished meanwhile (by another processor): that outcome stands."""
     with db.unit_of_work() as session:
         signal = session.get(Signal, signal_id)
-        if signal is None or not finish_unfinished(DriverConnection.of_session(session),
-                                                   signal_id=signal_id,
-                                                   status=SignalStatus.FAILED):
+        if signal is None or not SignalQueue.of_session(session).finish(signal_id,
+                                                                        SignalStatus.FAILED):
             return
         session.add(ProcessingError(
             user_id=signal.user_id, endpoint_id=signal.endpoint_id, signal_id=signal.id,

@@ -25,12 +25,12 @@ from tradeloop.db import utcnow
 from tradeloop.logs import current_correlation_id
 from tradeloop.market_data import service as market_data
 from tradeloop.market_data.timeframes import TIMEFRAME_SECONDS
-from tradeloop.signals import service
-from tradeloop.signals.auth import EndpointAuth
 from tradeloop.signals.models import Direction, SignalOrigin
 from tradeloop.strategies import service as strategies
 from tradeloop.strategies.compiler import SIGNAL_NAMES, CompiledStrategy, StrategySignals
 from tradeloop.strategies.models import Strategy
+from tradeloop.webhooks import service
+from tradeloop.webhooks.auth import EndpointAuth
 
 log = structlog.get_logger(__name__)
 

@@ -1,14 +1,11 @@
 """Signal jobs: drain the outbox at server start, after each accepted webhook and every
-minute; react to new bars (live strategies, marks); mark open positions every minute."""
+minute; react to new bars (live strategies, marks). Marking every minute: trading.tasks."""
 
 from __future__ import annotations
-
-from sqlalchemy.orm import Session
 
 from tradeloop.db import Database
 from tradeloop.events import BARS_CHANGED, react
 from tradeloop.signals import flows
-from tradeloop.signals.marks import mark_open_positions
 from tradeloop.tasks import get_task_runner, run_at_start, schedule, task
 
 
@@ -40,16 +37,8 @@ def react_to_new_bars(*, db: Database, symbol: str, timeframe: str, first_writte
                                    last_written=last_written, series_last=series_last)
 
 
-@task()
-def mark_positions(*, session: Session, symbol: str | None = None) -> int:
-    """Mark open positions (one symbol, or all) at the latest stored close; returns how many."""
-    return mark_open_positions(session=session, symbols=[symbol] if symbol else None)
-
-
 # The safety net: picks up signals queued while no worker ran, and crashed claims.
 schedule("process-signal-queue", "sweep_signal_queue", cron="* * * * *")
-# Bars can also arrive where no event is delivered (a script, another process).
-schedule("mark-positions", "mark_positions", cron="* * * * *")
 react(BARS_CHANGED, "react_to_new_bars")
 
 

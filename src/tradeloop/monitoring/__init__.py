@@ -1,0 +1,1 @@
+"""Monitoring of live signals: the /metrics figures and the /health components."""

@@ -1,0 +1,1 @@
+"""Trading: decisions, risk rules, the GEX regime, paper positions and their marks."""

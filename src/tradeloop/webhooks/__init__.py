@@ -1,0 +1,1 @@
+"""Webhooks: the endpoints, their authentication, the intake and its group-commit writer."""
