@@ -29,7 +29,6 @@ DIRECTIONS: dict[str, Direction] = {
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9._:/!^&=+-]{0,31}")
 MAX_PRICE = PRICE_LIMIT
 MAX_KEY_LENGTH = 200
-WHSEC_PREFIX = "whsec_"  # the Standard Webhooks secret prefix
 
 
 def _printable(value: str) -> str:

@@ -19,8 +19,8 @@ from typing import Any
 
 from tradeloop.db import utcnow
 from tradeloop.errors import ForbiddenError, UnauthorizedError
-from tradeloop.signals.schemas import WHSEC_PREFIX
 from tradeloop.webhooks.models import AuthMode
+from tradeloop.webhooks.schemas import WHSEC_PREFIX
 
 SIGNATURE_HEADER = "x-signature"
 WEBHOOK_ID_HEADER = "webhook-id"

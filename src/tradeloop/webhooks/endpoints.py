@@ -11,10 +11,9 @@ import structlog
 from sqlalchemy.orm import Session
 
 from tradeloop.ownership import OwnedRepository
-from tradeloop.signals.schemas import WHSEC_PREFIX
 from tradeloop.webhooks.models import WebhookEndpoint
 from tradeloop.webhooks.repository import EndpointStore
-from tradeloop.webhooks.schemas import EndpointCreate, EndpointUpdate
+from tradeloop.webhooks.schemas import WHSEC_PREFIX, EndpointCreate, EndpointUpdate
 
 log = structlog.get_logger(__name__)
 

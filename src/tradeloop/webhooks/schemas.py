@@ -22,7 +22,6 @@ from tradeloop.schema_types import MAX_INT32, UTCTimestamp, non_finite_numbers
 from tradeloop.signals.models import Direction
 from tradeloop.signals.schemas import (
     DIRECTIONS,
-    WHSEC_PREFIX,
     Finite,
     RawDirection,
     SignalId,
@@ -35,6 +34,8 @@ from tradeloop.signals.schemas import (
     _stripped,
 )
 from tradeloop.webhooks.models import AuthMode
+
+WHSEC_PREFIX = "whsec_"  # the Standard Webhooks secret prefix
 
 
 class SignalMetadata(BaseModel):
