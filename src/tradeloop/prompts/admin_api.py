@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 
-from tradeloop.accounts.dependencies import AdminUser
-from tradeloop.deps import SessionDep, SettingsDep
+from tradeloop.accounts.dependencies import AdminUser, DetachedAdmin
+from tradeloop.deps import DatabaseDep, SessionDep, SettingsDep
 from tradeloop.errors import NotFoundError
 from tradeloop.prompts import playground, presenters, service
 from tradeloop.prompts.models import PromptTemplate
@@ -57,11 +57,10 @@ def create(body: TemplateCreate, admin: AdminUser, session: SessionDep,
 
 
 @router.post("/test")
-def test(body: TestBody, admin: AdminUser, session: SessionDep, request: Request,
-         settings: SettingsDep) -> TestRead:
+def test(body: TestBody, admin: DetachedAdmin, db: DatabaseDep, settings: SettingsDep) -> TestRead:
     """Render a template (id or raw text) with variables and optionally execute it."""
-    return playground.run_test(session=session, db=request.app.state.db, settings=settings,
-                               actor=Actor.of(admin), body=body)
+    # No request session: run_test reads and writes in short units of work of its own.
+    return playground.run_test(db=db, settings=settings, actor=Actor.of(admin), body=body)
 
 
 @router.get("/{template_id}")

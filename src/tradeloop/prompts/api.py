@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 
-from tradeloop.accounts.dependencies import CurrentUser, UserAggregateScope
-from tradeloop.deps import SessionDep, SettingsDep
+from tradeloop.accounts.dependencies import CurrentUser, DetachedUser, UserAggregateScope
+from tradeloop.deps import DatabaseDep, SessionDep, SettingsDep
 from tradeloop.errors import error_responses
 from tradeloop.prompts import playground, presenters, service
 from tradeloop.prompts.rendering import validate_template
@@ -106,12 +106,11 @@ def render(body: RenderBody, user: CurrentUser, session: SessionDep,
 
 
 @router.post("/test", responses=error_responses(404))
-def test(body: TestBody, user: CurrentUser, session: SessionDep, request: Request,
-         settings: SettingsDep) -> TestRead:
+def test(body: TestBody, user: DetachedUser, db: DatabaseDep, settings: SettingsDep) -> TestRead:
     """Render, then (with `execute: true`) run it through the LLM service: rendered text,
     tokens, cost, latency and guardrail results."""
-    return playground.run_test(session=session, db=request.app.state.db, settings=settings,
-                               actor=Actor.of(user), body=body)
+    # No request session: run_test reads and writes in short units of work of its own.
+    return playground.run_test(db=db, settings=settings, actor=Actor.of(user), body=body)
 
 
 @router.get("/{template_id}")
