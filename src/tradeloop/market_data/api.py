@@ -63,7 +63,7 @@ def import_bars(admin: DetachedAdmin, upload: Annotated[FormData | bytes, Depend
     with db.unit_of_work() as session:
         result = service.import_bars(session=session, symbol=symbol, timeframe=timeframe,
                                      parsed=parsed, source=f"api:{admin.email}")
-    return ImportResultRead.model_validate(result)
+    return result
 
 
 def _json(body: bytes) -> Any:
