@@ -73,13 +73,10 @@ def update(template_id: uuid.UUID, body: TemplateUpdate, admin: AdminUser,
            session: SessionDep, settings: SettingsDep) -> TemplateRead:
     """Edit a global template (changed content becomes a new version)."""
     _global_template(session, admin, template_id)
-    actor = Actor.of(admin)
-    template = service.update_template(session=session, actor=actor, template_id=template_id,
+    template = service.update_template(session=session, actor=Actor.of(admin),
+                                       template_id=template_id,
                                        changes=presenters.changes(body),
                                        limits=render_limits(settings))
-    if body.is_active is not None:
-        template = service.set_active(session=session, actor=actor, template_id=template_id,
-                                      active=body.is_active)
     return presenters.template(session, template, None)
 
 

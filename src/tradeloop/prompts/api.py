@@ -128,9 +128,6 @@ def update(template_id: uuid.UUID, body: TemplateUpdate, user: CurrentUser,
                                        template_id=template_id,
                                        changes=presenters.changes(body),
                                        limits=render_limits(settings))
-    if body.is_active is not None:
-        template = service.set_active(session=session, actor=Actor.of(user),
-                                      template_id=template_id, active=body.is_active)
     return presenters.template(session, template, user.id)
 
 

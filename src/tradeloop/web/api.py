@@ -16,7 +16,7 @@ from tradeloop.accounts.dependencies import SESSION_COOKIE, Authenticated, optio
 from tradeloop.accounts.models import TokenContext
 from tradeloop.csrf import CSRF_FIELD, csrf_token, set_csrf_cookie
 from tradeloop.deps import DatabaseDep, RateLimiterDep, SessionDep, SettingsDep, client_address
-from tradeloop.errors import AppError, FieldValidationError, UnauthorizedError
+from tradeloop.errors import AppError, FieldValidationError
 from tradeloop.mail import mail_after_commit
 from tradeloop.ratelimit import RateLimiter
 from tradeloop.settings import Settings
@@ -110,15 +110,17 @@ def register_submit(request: Request, form: FormDep, session: SessionDep, settin
                               confirm_url=f"{settings.public_url}/users/confirm/",
                               send_mail=mail_after_commit(session, settings))
     except AppError as exc:
-        return render(request, "register.html", settings, status_code=_form_status(exc),
-                      email=email, errors=_field_errors(exc))
+        return _rejected(request, settings, "register.html", exc, email=email)
     return render(request, "message.html", settings, title="Check your inbox",
                   message="If this email can be registered, a confirmation mail is on its way. "
                           "You can log in now.")
 
 
-def _form_status(exc: AppError) -> int:
-    return exc.status_code
+def _rejected(request: Request, settings: Settings, template: str, exc: AppError,
+              **context: Any) -> HTMLResponse:
+    """The form again, answered with the error's status and what was wrong."""
+    return render(request, template, settings, status_code=exc.status_code,
+                  errors=_field_errors(exc), **context)
 
 
 @router.get("/users/log_in")
@@ -135,12 +137,8 @@ def log_in_submit(request: Request, form: FormDep, db: DatabaseDep, settings: Se
         email = form.get("user[email]", "")
         raw, _token = service.sign_in(db, email=email, password=form.get("user[password]", ""),
                                       context=TokenContext.SESSION)
-    except UnauthorizedError as exc:
-        return render(request, "log_in.html", settings, status_code=401, email=email,
-                      errors={"form": exc.message})
-    except AppError as exc:
-        return render(request, "log_in.html", settings, status_code=_form_status(exc),
-                      email=email, errors=_field_errors(exc))
+    except AppError as exc:  # wrong credentials among them: 401, "Invalid email or password"
+        return _rejected(request, settings, "log_in.html", exc, email=email)
     return _session_started(request, raw)
 
 
@@ -170,8 +168,7 @@ def reset_request_submit(request: Request, form: FormDep, session: SessionDep,
     try:
         _limit_form_attempts(request, settings, limiter)
     except AppError as exc:
-        return render(request, "reset_request.html", settings, status_code=_form_status(exc),
-                      errors=_field_errors(exc))
+        return _rejected(request, settings, "reset_request.html", exc)
     service.request_password_reset(session=session, email=form.get("user[email]", ""),
                                    reset_url=f"{settings.public_url}/users/reset_password/",
                                    send_mail=mail_after_commit(session, settings))
@@ -190,8 +187,7 @@ def reset_submit(token: str, request: Request, form: FormDep, session: SessionDe
         service.reset_password(session=session, raw_token=token,
                                new_password=form.get("user[password]", ""))
     except AppError as exc:
-        return render(request, "reset_password.html", settings, token=token,
-                      status_code=_form_status(exc), errors=_field_errors(exc))
+        return _rejected(request, settings, "reset_password.html", exc, token=token)
     return render(request, "message.html", settings, title="Password changed",
                   message="Your password was changed and every session signed out. "
                           "Log in with the new password.")
@@ -234,7 +230,7 @@ def change_password(request: Request, form: FormDep, session: SessionDep,
                                 new_password=form.get("user[password]", ""),
                                 keep_token_id=auth.token.id)
     except AppError as exc:
-        return _settings_page(request, session, settings, auth, status_code=_form_status(exc),
+        return _settings_page(request, session, settings, auth, status_code=exc.status_code,
                               errors=_field_errors(exc))
     return _settings_page(request, session, settings, auth, notice="Password changed.")
 
