@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import TEST_PASSWORD, api_headers, make_settings, store_bars
-from tests.web.conftest import LiveServer, start_live_server
+from tests.conftest import TEST_PASSWORD, api_headers, store_bars
+from tests.web.conftest import LiveServer, start_server_process
 from tests.web.test_account_pages import csrf_from
 from tradeloop.csrf import CSRF_FIELD
 from tradeloop.strategies.demo import SMA_CROSS
@@ -38,10 +38,10 @@ DEFINITION = SMA_CROSS.replace("[ACME, GLOBX, INITECH, UMBRL, BTCUSD]", "[AAA, B
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    # The auth rate limit would refuse the 9th attempt from one address within a minute.
-    settings = make_settings(tmp_path_factory.mktemp("concurrency") / "data",
-                             auth_rate_limit="10000/minute")
-    with start_live_server(settings) as live:
+    # A process of its own: the test's client threads must not compete with the server's for
+    # one interpreter. The auth rate limit would refuse the 9th login from one address.
+    with start_server_process(tmp_path_factory.mktemp("concurrency") / "data",
+                              auth_rate_limit="10000/minute") as live:
         yield live
 
 
