@@ -33,7 +33,7 @@ def _yield_cpu_to_requests() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
 
 
-HASHING_NICENESS = 10
+HASHING_NICENESS = 5
 # One argon2 hash runs `parallelism` threads. More hashes at once than the cores can run
 # only slow each one down (the last of N concurrent logins finishes no sooner): the others
 # queue for one of these threads.
