@@ -15,7 +15,14 @@ from tradeloop.accounts import service
 from tradeloop.accounts.dependencies import SESSION_COOKIE, Authenticated, optional_auth
 from tradeloop.accounts.models import TokenContext
 from tradeloop.csrf import CSRF_FIELD, csrf_token, set_csrf_cookie
-from tradeloop.deps import DatabaseDep, RateLimiterDep, SessionDep, SettingsDep, client_address
+from tradeloop.deps import (
+    DatabaseDep,
+    RateLimiterDep,
+    SessionDep,
+    SettingsDep,
+    WriteSessionDep,
+    client_address,
+)
 from tradeloop.errors import AppError, FieldValidationError
 from tradeloop.mail import mail_after_commit
 from tradeloop.ratelimit import RateLimiter
@@ -194,7 +201,9 @@ def reset_submit(token: str, request: Request, form: FormDep, session: SessionDe
 
 
 @router.get("/users/confirm/{token}")
-def confirm(token: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+def confirm(token: str, request: Request, session: WriteSessionDep,
+            settings: SettingsDep) -> Response:
+    """The link of the confirmation mail: a GET that writes (confirms, spends the token)."""
     user = service.confirm_user(session=session, raw_token=token)
     if user is None:
         return render(request, "message.html", settings, status_code=404, title="Link expired",
