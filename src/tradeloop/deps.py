@@ -21,6 +21,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_database(request: Request) -> Database:
+    """The app's database, for handlers that open their own short units of work."""
     return request.app.state.db
 
 
@@ -44,14 +45,17 @@ def get_write_session(request: Request) -> Iterator[Session]:
 
 
 def get_settings_dep(request: Request) -> Settings:
+    """The app's settings."""
     return request.app.state.settings
 
 
 def get_rate_limiter(request: Request) -> RateLimiter:
+    """The app's rate limiter (its counters are shared by every request)."""
     return request.app.state.rate_limiter
 
 
 def client_address(request: Request) -> str:
+    """The client's IP address (behind a trusted proxy, the one it forwarded)."""
     return request.client.host if request.client else "unknown"
 
 
