@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from tradeloop.accounts.dependencies import CurrentUser, DetachedUser, UserAggregateScope
-from tradeloop.deps import DatabaseDep, SessionDep, SettingsDep
+from tradeloop.deps import DatabaseDep, ReadSessionDep, SessionDep, SettingsDep
 from tradeloop.errors import error_responses
 from tradeloop.prompts import playground, presenters, service
 from tradeloop.prompts.rendering import validate_template
@@ -78,9 +78,11 @@ def create(body: TemplateCreate, user: CurrentUser, session: SessionDep,
 
 
 @router.post("/validate")
-def validate(body: ValidateBody, user: CurrentUser, settings: SettingsDep) -> ValidateRead:
+def validate(body: ValidateBody, user: DetachedUser, settings: SettingsDep) -> ValidateRead:
     """Check a template text without saving it: syntax errors with line numbers, and the
     variables it uses without declaring them (when `variables` is given)."""
+    # A detached caller: no transaction (on SQLite, for a POST, the write lock) is held
+    # while the text compiles.
     try:
         declared = None if body.variables is None else variable_names(
             normalize_variables(presenters.raw_variables(body.variables)))
@@ -95,9 +97,10 @@ def validate(body: ValidateBody, user: CurrentUser, settings: SettingsDep) -> Va
 
 
 @router.post("/render", responses=error_responses(404))
-def render(body: RenderBody, user: CurrentUser, session: SessionDep,
+def render(body: RenderBody, user: DetachedUser, session: ReadSessionDep,
            settings: SettingsDep) -> RenderRead:
     """Render a stored template (any version) or raw text with `variables`."""
+    # Reads only: no transaction that would take SQLite's write lock while rendering.
     result = playground.render_preview(session=session, actor=Actor.of(user), body=body,
                                        settings=settings)
     return RenderRead(rendered=result.text, chars=len(result.text),
