@@ -91,11 +91,14 @@ def test_reads_answer_while_another_connection_holds_the_write_lock(server: Live
             pending = writer.submit(http.post, "/api/v1/strategies", json={
                 "definition": DEFINITION.replace("name: sma_cross", "name: sma_cross_2")})
             time.sleep(1.0)
-            assert not pending.done(), "a write did not wait for the write lock"
+            assert not pending.done(), (
+                f"a write did not wait for the write lock: {pending.result().status_code} "
+                f"{pending.result().text[:300]}")
         written = pending.result(timeout=30)
         writer.shutdown()
         assert written.status_code == 201, written.text
-        assert http.get("/api/v1/strategies").json()["total"] == 2
+        listed = http.get("/api/v1/strategies").json()
+        assert listed["total"] == 2, listed
 
 
 class HealthSampler:
