@@ -21,6 +21,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_database(request: Request) -> Database:
+    """The app's database, for handlers that open their own short units of work."""
     return request.app.state.db
 
 
@@ -43,15 +44,25 @@ def get_write_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A read session whatever the method: for a POST that only reads (a preview, a check),
+    so that on SQLite it neither waits for nor takes the write lock."""
+    with get_database(request).read_session() as session:
+        yield session
+
+
 def get_settings_dep(request: Request) -> Settings:
+    """The app's settings."""
     return request.app.state.settings
 
 
 def get_rate_limiter(request: Request) -> RateLimiter:
+    """The app's rate limiter (its counters are shared by every request)."""
     return request.app.state.rate_limiter
 
 
 def client_address(request: Request) -> str:
+    """The client's IP address (behind a trusted proxy, the one it forwarded)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -93,5 +104,6 @@ def _declares_json(request: Request) -> bool:
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[Session, Depends(get_session)]
 WriteSessionDep = Annotated[Session, Depends(get_write_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]

@@ -2,23 +2,30 @@
 
 `live_server` runs the real app under uvicorn (in a thread, on a free port, against a SQLite
 file in a temporary data dir); `start_live_server(settings)` starts one with settings of a
-test's own. `browser` is Chromium driven by Playwright (the `chromium` on PATH, never a
-browser of Playwright's own); `watched_page` opens a page that records what the page's
-visitor cannot see: console errors, uncaught exceptions, CSP violations and requests to other
-hosts. Missing Chromium skips the browser tests locally and fails them under CI=true.
+test's own, `start_server_process` one in a process of its own. `browser` is Chromium
+driven by Playwright (the `chromium` on PATH, never a browser of Playwright's own);
+`watched_page` opens a page that records what the page's visitor cannot see: console errors,
+uncaught exceptions, CSP violations and requests to other hosts. Missing Chromium skips the
+browser tests locally and fails them under CI=true.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -77,6 +84,54 @@ def start_live_server(settings: Settings) -> Iterator[LiveServer]:
         thread.join(timeout=SERVER_START_TIMEOUT_S)
         sock.close()
         db.engine.dispose()
+
+
+@contextmanager
+def start_server_process(data_dir: Path, **overrides: Any) -> Iterator[LiveServer]:
+    """The same in a process of its own (`make_settings(data_dir, **overrides)`, JSON values
+    only): what it measures is the server alone, without the test's threads sharing its
+    interpreter. Its output goes to `server.log` in the data dir."""
+    settings = make_settings(data_dir, **overrides)
+    migrate.upgrade(settings.effective_database_url)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # connections wait in the backlog until the server accepts them
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.web.server_process", str(data_dir),
+             json.dumps(overrides), str(sock.fileno())],
+            pass_fds=[sock.fileno()], env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+    db = Database.from_url(settings.effective_database_url)
+    try:
+        _wait_until_answering(url, process)
+        yield LiveServer(url, settings, db)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=SERVER_START_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        db.engine.dispose()
+
+
+def _wait_until_answering(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError("the server process did not start (see its server.log)")
+        try:
+            if httpx.get(url + "/api/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

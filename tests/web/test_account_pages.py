@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from tests.accounts.test_api import create_user
 from tests.conftest import TEST_PASSWORD
+from tradeloop.accounts import service
 from tradeloop.accounts.dependencies import SESSION_COOKIE
 from tradeloop.csrf import CSRF_FIELD
 from tradeloop.db import Database
@@ -123,3 +124,19 @@ def test_pages_need_log_in(client: TestClient) -> None:
     for path in ("/", "/users/settings"):
         response = client.get(path, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"] == "/users/log_in"
+
+
+def test_confirmation_link_confirms_once(client: TestClient, settings, db: Database) -> None:
+    # A GET that writes: it must get a unit of work, not the read session of safe requests.
+    submit(client, "/users/register", "/users/register",
+           {"user[email]": "confirm@example.com", "user[password]": TEST_PASSWORD})
+    mails = list(settings.outbox_dir.glob("*.eml"))
+    body = message_from_bytes(mails[0].read_bytes(), policy=policy.default).get_content()
+    link = re.search(r"(/users/confirm/\S+)", body)
+    assert link
+    confirmed = client.get(link.group(1))
+    assert confirmed.status_code == 200 and "is confirmed" in confirmed.text
+    with db.unit_of_work() as session:
+        user = service.get_user_by_email(session=session, email="confirm@example.com")
+        assert user is not None and user.confirmed_at is not None
+    assert client.get(link.group(1)).status_code == 404

@@ -19,7 +19,7 @@ from tradeloop.accounts.schemas import (
     TokenResponse,
     UserRead,
 )
-from tradeloop.deps import SessionDep, SettingsDep
+from tradeloop.deps import DatabaseDep, SessionDep, SettingsDep
 from tradeloop.errors import ForbiddenError, error_responses
 from tradeloop.mail import mail_after_commit
 
@@ -44,14 +44,11 @@ def register(body: RegisterRequest, session: SessionDep, settings: SettingsDep) 
 
 
 @router.post("/token", dependencies=[AuthRateLimit], responses=error_responses(401))
-def create_token(body: TokenRequest, session: SessionDep) -> TokenResponse:
+def create_token(body: TokenRequest, db: DatabaseDep) -> TokenResponse:
     """Exchange email and password for a bearer API token (shown once; store it safely)."""
-    user = service.authenticate(session=session, email=body.email, password=body.password)
     lifetime = timedelta(days=body.expires_in_days) if body.expires_in_days else None
-    raw = service.issue_token(session=session, user=user, context=TokenContext.API,
-                              name=body.name, lifetime=lifetime)
-    token = service.find_token(session=session, raw_token=raw, context=TokenContext.API)
-    assert token is not None
+    raw, token = service.sign_in(db, email=body.email, password=body.password,
+                                 context=TokenContext.API, name=body.name, lifetime=lifetime)
     return TokenResponse(id=token.id, access_token=raw, expires_at=token.expires_at)
 
 

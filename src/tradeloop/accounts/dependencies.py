@@ -68,11 +68,29 @@ def _record_token_use_later(db: Database, token_id: uuid.UUID) -> None:
         service.record_token_use(session=session, token_id=token_id)
 
 
+def detached_auth(request: Request, db: DatabaseDep,
+                  after_response: BackgroundTasks) -> Authenticated | None:
+    """`optional_auth` read in a short read session of its own, closed before the endpoint
+    runs: the user and token come back detached (loaded, bound to no session).
+
+    For endpoints that open their own units of work around slow work (an LLM call, parsing
+    an upload): the request's session would hold a transaction (on SQLite, for a POST, the
+    write lock) from the token lookup to the answer.
+    """
+    if not (bearer_token(request) or request.cookies.get(SESSION_COOKIE)):
+        return None  # nothing to look up: no database round trip
+    with db.read_session() as session:
+        return optional_auth(request, session, db, after_response)
+
+
+MISSING_CREDENTIALS = ("Missing, invalid or expired credentials: send "
+                       "'Authorization: Bearer <token>' or log in")
+
+
 @answers(401)
 def require_auth(auth: Annotated[Authenticated | None, Depends(optional_auth)]) -> Authenticated:
     if auth is None:
-        raise UnauthorizedError("Missing, invalid or expired credentials: send "
-                                "'Authorization: Bearer <token>' or log in")
+        raise UnauthorizedError(MISSING_CREDENTIALS)
     return auth
 
 
@@ -80,8 +98,27 @@ def require_user(auth: Annotated[Authenticated, Depends(require_auth)]) -> User:
     return auth.user
 
 
+@answers(401)
+def require_detached_user(
+        auth: Annotated[Authenticated | None, Depends(detached_auth)]) -> User:
+    """`require_user` without the request's session (see `detached_auth`)."""
+    if auth is None:
+        raise UnauthorizedError(MISSING_CREDENTIALS)
+    return auth.user
+
+
 @answers(404)
 def require_admin(user: Annotated[User, Depends(require_user)]) -> User:
+    return _admin_only(user)
+
+
+@answers(404)
+def require_detached_admin(user: Annotated[User, Depends(require_detached_user)]) -> User:
+    """`require_admin` without the request's session (see `detached_auth`)."""
+    return _admin_only(user)
+
+
+def _admin_only(user: User) -> User:
     # Non-admins get 404, like for anything else they may not see.
     if not user.is_admin:
         raise NotFoundError("Not found")
@@ -160,6 +197,9 @@ def _widened(caller: AggregateScope, scope: Literal["me", "all"] | None) -> Aggr
 AuthDep = Annotated[Authenticated, Depends(require_auth)]
 CurrentUser = Annotated[User, Depends(require_user)]
 AdminUser = Annotated[User, Depends(require_admin)]
+# The same for endpoints that hold no request session (see `detached_auth`).
+DetachedUser = Annotated[User, Depends(require_detached_user)]
+DetachedAdmin = Annotated[User, Depends(require_detached_admin)]
 AuthRateLimit = Depends(limit_auth_attempts)
 AggregateCaller = Annotated[AggregateScope, Depends(aggregate_caller)]
 AggregateScopeDep = Annotated[AggregateScope, Depends(aggregate_scope)]

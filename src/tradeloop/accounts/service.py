@@ -20,7 +20,7 @@ from tradeloop.accounts import security
 from tradeloop.accounts.models import TokenContext, User, UserToken
 from tradeloop.accounts.repository import AccountStore
 from tradeloop.accounts.schemas import password_problems
-from tradeloop.db import utcnow
+from tradeloop.db import Database, utcnow
 from tradeloop.errors import ConflictError, FieldValidationError, UnauthorizedError
 from tradeloop.ownership import OwnedRepository
 
@@ -119,14 +119,36 @@ def register_user(*, session: Session, email: str, password: str, confirm_url: s
 
 
 def authenticate(*, session: Session, email: str, password: str) -> User:
-    """The user with these credentials; one identical error for a wrong password or email."""
+    """The user with these credentials; one identical error for a wrong password or email.
+    Reads only (see `sign_in`, which also upgrades an outdated hash)."""
     user = get_user_by_email(session=session, email=email)
     if not security.verify_password(user.hashed_password if user else None, password):
         raise UnauthorizedError(INVALID_CREDENTIALS, code="invalid_credentials")
     assert user is not None
-    if security.needs_rehash(user.hashed_password):
-        user.hashed_password = security.hash_password(password)
     return user
+
+
+def sign_in(db: Database, *, email: str, password: str, context: TokenContext,
+            name: str | None = None, lifetime: timedelta | None = None) -> tuple[str, UserToken]:
+    """Check the credentials and issue a token: (the token itself, its stored row).
+
+    The password is checked (argon2: tens of milliseconds of CPU) in a read session and the
+    token written in a short unit of work after it, so that on SQLite a login never holds
+    the write lock while hashing, and concurrent logins hash in parallel.
+    """
+    with db.read_session() as session:
+        user = authenticate(session=session, email=email, password=password)
+    rehashed = (security.hash_password(password)
+                if security.needs_rehash(user.hashed_password) else None)
+    with db.unit_of_work() as session:
+        if rehashed is not None:  # hashed with older parameters: upgrade it now
+            session.execute(update(User).where(User.id == user.id)
+                            .values(hashed_password=rehashed))
+        raw = issue_token(session=session, user=user, context=context, name=name,
+                          lifetime=lifetime)
+        token = find_token(session=session, raw_token=raw, context=context)
+        assert token is not None
+    return raw, token
 
 
 def issue_token(*, session: Session, user: User, context: TokenContext, name: str | None = None,

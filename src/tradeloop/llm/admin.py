@@ -4,7 +4,7 @@ execution log (each user their own rows). No HTTP here; `api.py` is the thin rou
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +25,8 @@ from tradeloop.llm.schemas import (
 )
 from tradeloop.ownership import OwnedRepository
 
+Row = TypeVar("Row", PromptGuardrail, ModelPrice)
+
 
 class ExecutionRepository(OwnedRepository[PromptExecution]):
     model = PromptExecution
@@ -43,11 +45,8 @@ def list_guardrails(*, session: Session, rule_type: RuleType | None = None,
         (PromptGuardrail.applies_to, applies_to and applies_to.value),
         (PromptGuardrail.is_active, active), (PromptGuardrail.template_id, template_id),
     ) if value is not None]
-    rows = session.scalars(select(PromptGuardrail).where(*criteria)
-                           .order_by(PromptGuardrail.created_at, PromptGuardrail.id)
-                           .limit(limit).offset(offset))
-    total = session.scalar(select(func.count()).select_from(PromptGuardrail).where(*criteria))
-    return list(rows), int(total or 0)
+    return _page(session, PromptGuardrail, criteria,
+                 (PromptGuardrail.created_at, PromptGuardrail.id), limit, offset)
 
 
 def get_guardrail(*, session: Session, guardrail_id: uuid.UUID) -> PromptGuardrail:
@@ -115,11 +114,8 @@ def _checked_config(rule_type: RuleType, applies_to: AppliesTo, action: Guardrai
 def list_prices(*, session: Session, provider: str | None = None, limit: int = 100,
                 offset: int = 0) -> tuple[list[ModelPrice], int]:
     criteria = [ModelPrice.provider == provider] if provider else []
-    rows = session.scalars(select(ModelPrice).where(*criteria)
-                           .order_by(ModelPrice.provider, ModelPrice.model)
-                           .limit(limit).offset(offset))
-    total = session.scalar(select(func.count()).select_from(ModelPrice).where(*criteria))
-    return list(rows), int(total or 0)
+    return _page(session, ModelPrice, criteria, (ModelPrice.provider, ModelPrice.model),
+                 limit, offset)
 
 
 def get_price(*, session: Session, price_id: uuid.UUID) -> ModelPrice:
@@ -158,6 +154,15 @@ def update_price(*, session: Session, price_id: uuid.UUID, body: ModelPriceUpdat
 def delete_price(*, session: Session, price_id: uuid.UUID) -> None:
     session.delete(get_price(session=session, price_id=price_id))
     session.flush()
+
+
+def _page(session: Session, model: type[Row], criteria: list[Any], order_by: tuple[Any, ...],
+          limit: int, offset: int) -> tuple[list[Row], int]:
+    """One page of an admin table's rows matching every criterion, and their total."""
+    rows = session.scalars(select(model).where(*criteria).order_by(*order_by)
+                           .limit(limit).offset(offset))
+    total = session.scalar(select(func.count()).select_from(model).where(*criteria))
+    return list(rows), int(total or 0)
 
 
 # ---------------------------------------------------------------- execution log

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, status
 
 from tradeloop.accounts.dependencies import AdminUser, CurrentUser
 from tradeloop.deps import SessionDep, SettingsDep
@@ -70,9 +70,8 @@ def update_guardrail(guardrail_id: uuid.UUID, body: GuardrailUpdate, _admin: Adm
 
 
 @router.delete(GUARDRAILS + "/{guardrail_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_guardrail(guardrail_id: uuid.UUID, _admin: AdminUser, session: SessionDep) -> Response:
+def delete_guardrail(guardrail_id: uuid.UUID, _admin: AdminUser, session: SessionDep) -> None:
     admin.delete_guardrail(session=session, guardrail_id=guardrail_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get(PRICES)
@@ -116,9 +115,8 @@ def update_price(price_id: uuid.UUID, body: ModelPriceUpdate, _admin: AdminUser,
 
 
 @router.delete(PRICES + "/{price_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_price(price_id: uuid.UUID, _admin: AdminUser, session: SessionDep) -> Response:
+def delete_price(price_id: uuid.UUID, _admin: AdminUser, session: SessionDep) -> None:
     admin.delete_price(session=session, price_id=price_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get(EXECUTIONS)

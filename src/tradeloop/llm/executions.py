@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -17,31 +17,9 @@ from sqlalchemy.orm import Session
 
 from tradeloop.db import Database
 from tradeloop.llm.models import PromptExecution
+from tradeloop.llm.schemas import LoggedExecution
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class LoggedExecution:
-    """An execution row just written, as execution listeners receive it."""
-
-    id: uuid.UUID
-    user_id: uuid.UUID
-    template_id: uuid.UUID | None
-    template_version: int | None
-    strategy_id: uuid.UUID | None
-    signal_id: uuid.UUID | None
-    provider: str
-    model: str
-    success: bool
-    error_type: str | None
-    error_message: str | None
-    response_time_ms: float
-    input_token_count: int
-    output_token_count: int
-    cost_usd: Decimal
-    guardrail_results: list[dict[str, Any]]
-    executed_at: datetime
 
 
 # A listener runs inside the unit of work that wrote the row, in a savepoint: a failing
@@ -89,7 +67,8 @@ def write_batch(db: Database, batch: list[LoggedExecution]) -> None:
 
 
 def _row_values(logged: LoggedExecution) -> dict[str, Any]:
-    return {item.name: getattr(logged, item.name) for item in fields(logged)}
+    # The fields as they are: model_dump would copy the guardrail results for nothing.
+    return dict(logged.__dict__)
 
 
 def _relax_commit_durability(session: Session) -> None:

@@ -206,13 +206,13 @@ class ModelPriceList(BaseModel):
     total: int
 
 
-class ExecutionRead(BaseModel):
-    """One logged execution, as the executions API shows it."""
+class LoggedExecution(BaseModel):
+    """An execution row just written, as execution listeners receive it."""
 
-    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
 
     id: uuid.UUID
-    user_id: uuid.UUID | None
+    user_id: uuid.UUID
     template_id: uuid.UUID | None
     template_version: int | None
     strategy_id: uuid.UUID | None
@@ -228,6 +228,15 @@ class ExecutionRead(BaseModel):
     cost_usd: PlainDecimal
     guardrail_results: list[dict[str, Any]]
     executed_at: datetime
+
+
+class ExecutionRead(LoggedExecution):
+    """One logged execution, as the executions API shows it."""
+
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+
+    # Nullable in the published API schema (kept as it is), though every row has a user.
+    user_id: uuid.UUID | None
 
 
 class ExecutionList(BaseModel):

@@ -8,8 +8,8 @@ the execution log.
 the database's background writer (PROMPT_LOG_MODE=background, `log_writer`): the caller does
 not wait for it, `flush_execution_log(db)` does. With PROMPT_LOG_MODE=inline it is written in
 its own unit of work before `execute` returns. Either way a failing log write is logged and
-otherwise ignored. On SQLite, call `execute` outside an open write transaction (each unit of
-work takes the write lock).
+otherwise ignored. On SQLite, call `execute` outside an open write transaction (the log
+write takes the write lock).
 """
 
 from __future__ import annotations
@@ -190,7 +190,8 @@ class _Outcome:
 
 def _prepare(db: Database, call: PromptCall, provider: str, model: str) -> _Prepared:
     try:
-        with db.unit_of_work() as session:
+        # A read session: on SQLite it neither waits for nor takes the write lock.
+        with db.read_session() as session:
             return _Prepared(guardrails.active_rules(session, call.template_id),
                              pricing.find_override(session, provider, model))
     except Exception as exc:
@@ -276,7 +277,7 @@ def estimate(db_or_session: Database | Session, settings: Settings,
     provider, model = resolve_model(settings, call.model_config)
     tokens = count_prompt_tokens(call.system_text, call.user_text)
     if isinstance(db_or_session, Database):
-        with db_or_session.unit_of_work() as session:
+        with db_or_session.read_session() as session:
             override = pricing.find_override(session, provider, model)
     else:
         override = pricing.find_override(db_or_session, provider, model)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
-from tradeloop.accounts.dependencies import AdminUser, CurrentUser
-from tradeloop.deps import SessionDep
+from tradeloop.accounts.dependencies import CurrentUser, DetachedAdmin
+from tradeloop.deps import DatabaseDep, SessionDep
 from tradeloop.errors import AppError, FieldValidationError, error_responses, validation_fields
 from tradeloop.market_data import service
 from tradeloop.market_data.schemas import (
@@ -35,24 +36,39 @@ _UPLOAD_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
 }}}
 
 
+async def read_upload(request: Request) -> FormData | bytes:
+    """The request's multipart form (the file spooled to disk) or its raw JSON bytes.
+
+    Reading the body is I/O and stays on the event loop; parsing it (JSON, CSV, Parquet) and
+    writing the bars is CPU and database work, done by the plain `def` handler on a worker
+    thread. Declared after the admin check, so only an admin's body is ever read.
+    """
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return await request.form(max_files=1, max_fields=10)
+    return await request.body()
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=_UPLOAD_DOC,
              responses=error_responses(400, 408, 413, 422))
-async def import_bars(request: Request, admin: AdminUser, session: SessionDep) -> ImportResultRead:
+def import_bars(admin: DetachedAdmin, upload: Annotated[FormData | bytes, Depends(read_upload)],
+                db: DatabaseDep) -> ImportResultRead:
     """Import bars as JSON rows or a CSV/Parquet upload; all rows or none (422 lists bad rows)."""
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        symbol, timeframe, parsed = await _parsed_upload(request)
+    if isinstance(upload, FormData):
+        symbol, timeframe, parsed = _parsed_upload(upload)
     else:
-        body = _rows_body(await _json(request))
+        body = _rows_body(_json(upload))
         symbol, timeframe = body.symbol, body.timeframe
         parsed = service.parse_rows(body.bars, timeframe=timeframe)
-    result = service.import_bars(session=session, symbol=symbol, timeframe=timeframe,
-                                 parsed=parsed, source=f"api:{admin.email}")
-    return ImportResultRead.model_validate(result)
+    # Parsed outside any transaction: on SQLite the write lock is held for the write alone.
+    with db.unit_of_work() as session:
+        result = service.import_bars(session=session, symbol=symbol, timeframe=timeframe,
+                                     parsed=parsed, source=f"api:{admin.email}")
+    return result
 
 
-async def _json(request: Request) -> Any:
+def _json(body: bytes) -> Any:
     try:
-        return await request.json()
+        return json.loads(body)
     except ValueError:
         raise FieldValidationError([{"field": "body", "message": "send JSON rows or a "
                                      "multipart upload", "type": "json_invalid"}]) from None
@@ -65,8 +81,7 @@ def _rows_body(payload: Any) -> BarRowsImport:
         raise FieldValidationError(validation_fields(exc.errors())) from None
 
 
-async def _parsed_upload(request: Request) -> tuple[str, str, Any]:
-    form = await request.form(max_files=1, max_fields=10)
+def _parsed_upload(form: FormData) -> tuple[str, str, Any]:
     upload, symbol = form.get("file"), form.get("symbol")
     timeframe = str(form.get("timeframe") or "1d")
     if not isinstance(upload, UploadFile) or not isinstance(symbol, str) or not symbol.strip():

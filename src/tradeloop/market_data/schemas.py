@@ -19,7 +19,8 @@ class BarRowsImport(BaseModel):
 
 
 class ImportResultRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    # Also what market_data.service.import_bars returns (to the CLI and the demo loader).
+    model_config = ConfigDict(frozen=True)
 
     symbol: str
     timeframe: str

@@ -34,6 +34,7 @@ from tradeloop.market_data.bar_files import (
 )
 from tradeloop.market_data.models import Bar, BarSeries
 from tradeloop.market_data.repository import SeriesStore
+from tradeloop.market_data.schemas import ImportResultRead
 from tradeloop.market_data.timeframes import TIMEFRAME_SECONDS
 
 PRICE_COLUMNS = BAR_COLUMNS[1:]
@@ -46,19 +47,8 @@ class NoBarsError(AppError):
     code = "no_bars"
 
 
-@dataclass(frozen=True)
-class ImportResult:
-    symbol: str
-    timeframe: str
-    layout: str
-    received: int
-    inserted: int
-    updated: int
-    unchanged: int
-    dropped_duplicates: int
-    replaced_synthetic: bool
-    first_ts: datetime | None
-    last_ts: datetime | None
+# What an import did: the API answers it as it is (one definition of its fields).
+ImportResult = ImportResultRead
 
 
 @dataclass(frozen=True)

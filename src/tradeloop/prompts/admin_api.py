@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 
-from tradeloop.accounts.dependencies import AdminUser
-from tradeloop.deps import SessionDep, SettingsDep
+from tradeloop.accounts.dependencies import AdminUser, DetachedAdmin
+from tradeloop.deps import DatabaseDep, SessionDep, SettingsDep
 from tradeloop.errors import NotFoundError
 from tradeloop.prompts import playground, presenters, service
 from tradeloop.prompts.models import PromptTemplate
@@ -57,11 +57,10 @@ def create(body: TemplateCreate, admin: AdminUser, session: SessionDep,
 
 
 @router.post("/test")
-def test(body: TestBody, admin: AdminUser, session: SessionDep, request: Request,
-         settings: SettingsDep) -> TestRead:
+def test(body: TestBody, admin: DetachedAdmin, db: DatabaseDep, settings: SettingsDep) -> TestRead:
     """Render a template (id or raw text) with variables and optionally execute it."""
-    return playground.run_test(session=session, db=request.app.state.db, settings=settings,
-                               actor=Actor.of(admin), body=body)
+    # No request session: run_test reads and writes in short units of work of its own.
+    return playground.run_test(db=db, settings=settings, actor=Actor.of(admin), body=body)
 
 
 @router.get("/{template_id}")
@@ -74,13 +73,10 @@ def update(template_id: uuid.UUID, body: TemplateUpdate, admin: AdminUser,
            session: SessionDep, settings: SettingsDep) -> TemplateRead:
     """Edit a global template (changed content becomes a new version)."""
     _global_template(session, admin, template_id)
-    actor = Actor.of(admin)
-    template = service.update_template(session=session, actor=actor, template_id=template_id,
+    template = service.update_template(session=session, actor=Actor.of(admin),
+                                       template_id=template_id,
                                        changes=presenters.changes(body),
                                        limits=render_limits(settings))
-    if body.is_active is not None:
-        template = service.set_active(session=session, actor=actor, template_id=template_id,
-                                      active=body.is_active)
     return presenters.template(session, template, None)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 
-from tradeloop.accounts.dependencies import CurrentUser, UserAggregateScope
-from tradeloop.deps import SessionDep, SettingsDep
+from tradeloop.accounts.dependencies import CurrentUser, DetachedUser, UserAggregateScope
+from tradeloop.deps import DatabaseDep, ReadSessionDep, SessionDep, SettingsDep
 from tradeloop.errors import error_responses
 from tradeloop.prompts import playground, presenters, service
 from tradeloop.prompts.rendering import validate_template
@@ -78,9 +78,11 @@ def create(body: TemplateCreate, user: CurrentUser, session: SessionDep,
 
 
 @router.post("/validate")
-def validate(body: ValidateBody, user: CurrentUser, settings: SettingsDep) -> ValidateRead:
+def validate(body: ValidateBody, user: DetachedUser, settings: SettingsDep) -> ValidateRead:
     """Check a template text without saving it: syntax errors with line numbers, and the
     variables it uses without declaring them (when `variables` is given)."""
+    # A detached caller: no transaction (on SQLite, for a POST, the write lock) is held
+    # while the text compiles.
     try:
         declared = None if body.variables is None else variable_names(
             normalize_variables(presenters.raw_variables(body.variables)))
@@ -95,9 +97,10 @@ def validate(body: ValidateBody, user: CurrentUser, settings: SettingsDep) -> Va
 
 
 @router.post("/render", responses=error_responses(404))
-def render(body: RenderBody, user: CurrentUser, session: SessionDep,
+def render(body: RenderBody, user: DetachedUser, session: ReadSessionDep,
            settings: SettingsDep) -> RenderRead:
     """Render a stored template (any version) or raw text with `variables`."""
+    # Reads only: no transaction that would take SQLite's write lock while rendering.
     result = playground.render_preview(session=session, actor=Actor.of(user), body=body,
                                        settings=settings)
     return RenderRead(rendered=result.text, chars=len(result.text),
@@ -106,12 +109,11 @@ def render(body: RenderBody, user: CurrentUser, session: SessionDep,
 
 
 @router.post("/test", responses=error_responses(404))
-def test(body: TestBody, user: CurrentUser, session: SessionDep, request: Request,
-         settings: SettingsDep) -> TestRead:
+def test(body: TestBody, user: DetachedUser, db: DatabaseDep, settings: SettingsDep) -> TestRead:
     """Render, then (with `execute: true`) run it through the LLM service: rendered text,
     tokens, cost, latency and guardrail results."""
-    return playground.run_test(session=session, db=request.app.state.db, settings=settings,
-                               actor=Actor.of(user), body=body)
+    # No request session: run_test reads and writes in short units of work of its own.
+    return playground.run_test(db=db, settings=settings, actor=Actor.of(user), body=body)
 
 
 @router.get("/{template_id}")
@@ -129,9 +131,6 @@ def update(template_id: uuid.UUID, body: TemplateUpdate, user: CurrentUser,
                                        template_id=template_id,
                                        changes=presenters.changes(body),
                                        limits=render_limits(settings))
-    if body.is_active is not None:
-        template = service.set_active(session=session, actor=Actor.of(user),
-                                      template_id=template_id, active=body.is_active)
     return presenters.template(session, template, user.id)
 
 

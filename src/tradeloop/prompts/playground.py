@@ -108,19 +108,18 @@ def _rendered(template: CompiledPrompt | str, variables: dict[str, Any], setting
                         dict(model_config or {}))
 
 
-def run_test(*, session: Session, db: Database, settings: Settings, actor: Actor,
-             body: TestBody) -> TestRead:
+def run_test(*, db: Database, settings: Settings, actor: Actor, body: TestBody) -> TestRead:
     """Render, then execute through the LLM service when `body.execute` (the execution is
     logged like any other), else estimate the input tokens and their cost.
 
-    Commits `session` (the request's unit of work) after rendering: the LLM call and its log
-    write use their own units of work, and on SQLite an open request transaction would hold
-    the write lock they need for as long as the model takes to answer.
+    The template is read in a short read session, and the LLM call and its log write use
+    units of work of their own: no transaction is open while the model answers (on SQLite
+    one would hold the write lock they need for that long).
     """
     if actor.user_id is None:
         raise AppError("A test execution needs a user to log it for")
-    result = render_preview(session=session, actor=actor, body=body, settings=settings)
-    session.commit()
+    with db.read_session() as session:
+        result = render_preview(session=session, actor=actor, body=body, settings=settings)
     config = body.model_config_.model_dump() if body.model_config_ else result.model_config
     call = llm.PromptCall(
         user_id=actor.user_id, user_text=result.text, system_text=body.system_text,

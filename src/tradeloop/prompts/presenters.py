@@ -47,7 +47,8 @@ def changes(body: TemplateUpdate) -> service.TemplateChanges:
         variables=None if body.variables is None else raw_variables(body.variables),
         model_config=None if body.model_config_ is None else body.model_config_.model_dump(),
         name=body.name, description=body.description, template_type=body.template_type,
-        timeframe=body.timeframe, language=body.language, change_note=body.change_note)
+        timeframe=body.timeframe, language=body.language, is_active=body.is_active,
+        change_note=body.change_note)
 
 
 def template(session: Session, row: PromptTemplate,

@@ -105,6 +105,7 @@ class TemplateChanges:
     template_type: str | None = None
     timeframe: str | None = None
     language: str | None = None
+    is_active: bool | None = None
     change_note: str = ""
 
 
@@ -304,7 +305,7 @@ def update_template(*, session: Session, actor: Actor, template_id: uuid.UUID,
                     changes: TemplateChanges,
                     limits: RenderLimits = DEFAULT_LIMITS) -> PromptTemplate:
     """Apply an edit: changed content becomes version n+1 (linked to version n); name,
-    description, type, timeframe and language change in place."""
+    description, type, timeframe, language and active flag change in place."""
     template = writable_template(session=session, actor=actor, template_id=template_id)
     current = get_version(session=session, template=template)
     content = TemplateContent(
@@ -314,7 +315,7 @@ def update_template(*, session: Session, actor: Actor, template_id: uuid.UUID,
     if _content_differs(content, current):
         _add_version(session, actor, template, current, content, limits,
                      changes.change_note or "edited")
-    for name in ("name", "description", "template_type", "timeframe", "language"):
+    for name in ("name", "description", "template_type", "timeframe", "language", "is_active"):
         value = getattr(changes, name)
         if value is not None:
             setattr(template, name, value)

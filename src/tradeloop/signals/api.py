@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, Query
 
-from tradeloop.accounts.dependencies import CurrentUser, optional_auth, require_auth
+from tradeloop.accounts.dependencies import CurrentUser, DetachedUser
 from tradeloop.deps import DatabaseDep, SessionDep, SettingsDep
-from tradeloop.errors import answers, error_responses
+from tradeloop.errors import error_responses
 from tradeloop.schema_types import Limit, Offset
 from tradeloop.signals import generation, service
 from tradeloop.signals.models import SignalOrigin, SignalStatus
@@ -24,19 +24,6 @@ from tradeloop.signals.schemas import (
 )
 
 router = APIRouter(tags=["signals"])
-
-
-@answers(401)
-def authenticate_briefly(request: Request, db: DatabaseDep,
-                         after_response: BackgroundTasks) -> uuid.UUID:
-    """The caller's id, authenticated in a unit of work of its own that has ended when the
-    handler runs: for handlers that call a provider, which must hold no transaction (on
-    SQLite, not the write lock) for the seconds the call takes."""
-    with db.unit_of_work() as session:
-        return require_auth(optional_auth(request, session, db, after_response)).user.id
-
-
-CallerId = Annotated[uuid.UUID, Depends(authenticate_briefly)]
 
 
 # --- signals and processing errors -------------------------------------------------------------
@@ -80,12 +67,12 @@ def list_processing_errors(user: CurrentUser, session: SessionDep, stage: str | 
 
 @router.post("/api/signals/generate", tags=["signals"], responses=error_responses(404, 502))
 @router.post("/api/v1/signals/generate", tags=["signals"], responses=error_responses(404, 502))
-def generate_signal(body: GenerateSignalIn, owner_id: CallerId, db: DatabaseDep,
+def generate_signal(body: GenerateSignalIn, user: DetachedUser, db: DatabaseDep,
                     settings: SettingsDep) -> GeneratedSignalRead:
     """Analyse a symbol with the strategy's prompt and store the answer as an `llm` signal
     (queued for a decision when the strategy is active). 502 when the analyst fails."""
     generated = generation.generate_signal(db, settings, generation.GenerationRequest(
-        owner_id=owner_id, symbol=body.symbol, strategy_id=body.strategy_id,
+        owner_id=user.id, symbol=body.symbol, strategy_id=body.strategy_id,
         template_id=body.template_id, timeframe=body.timeframe, analysis=body.analysis))
     run = generated.execution
     return GeneratedSignalRead(

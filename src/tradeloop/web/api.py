@@ -15,9 +15,17 @@ from tradeloop.accounts import service
 from tradeloop.accounts.dependencies import SESSION_COOKIE, Authenticated, optional_auth
 from tradeloop.accounts.models import TokenContext
 from tradeloop.csrf import CSRF_FIELD, csrf_token, set_csrf_cookie
-from tradeloop.deps import SessionDep, SettingsDep, client_address
-from tradeloop.errors import AppError, FieldValidationError, UnauthorizedError
+from tradeloop.deps import (
+    DatabaseDep,
+    RateLimiterDep,
+    SessionDep,
+    SettingsDep,
+    WriteSessionDep,
+    client_address,
+)
+from tradeloop.errors import AppError, FieldValidationError
 from tradeloop.mail import mail_after_commit
+from tradeloop.ratelimit import RateLimiter
 from tradeloop.settings import Settings
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -48,24 +56,28 @@ def render(request: Request, template: str, settings: Settings, *, status_code: 
 
 async def read_form(request: Request) -> dict[str, str]:
     """The submitted form's text fields. Its origin was checked before routing
-    (tradeloop.csrf.CsrfMiddleware: same-site Origin or Referer, else the form's token)."""
+    (tradeloop.csrf.CsrfMiddleware: same-site Origin or Referer, else the form's token).
+
+    A dependency, on the event loop (reading the body is I/O), so that the form handlers are
+    plain `def`s: argon2 and the database run on worker threads, never on the loop."""
     form = await request.form()
     return {key: str(value) for key, value in form.items() if isinstance(value, str)}
 
 
-def _limit_form_attempts(request: Request, settings: Settings) -> None:
-    request.app.state.rate_limiter.hit(settings.auth_rate_limit, "auth", request.url.path,
-                                       client_address(request))
+# Declared before the caller's identity: the body is read before a POST's unit of work
+# begins (on SQLite, with the write lock), never while it is held.
+FormDep = Annotated[dict[str, str], Depends(read_form)]
 
 
-def _start_session(request: Request, session: Session, user_id: uuid.UUID,
-                   target: str = "/") -> RedirectResponse:
-    user = service.get_user(session=session, user_id=user_id)
-    assert user is not None
-    raw = service.issue_token(session=session, user=user, context=TokenContext.SESSION)
-    response = RedirectResponse(target, status_code=303)
+def _limit_form_attempts(request: Request, settings: Settings, limiter: RateLimiter) -> None:
+    limiter.hit(settings.auth_rate_limit, "auth", request.url.path, client_address(request))
+
+
+def _session_started(request: Request, raw_token: str) -> RedirectResponse:
+    """Home, with the new session token in its cookie."""
+    response = RedirectResponse("/", status_code=303)
     lifetime = service.TokenLifetimes().session
-    response.set_cookie(SESSION_COOKIE, raw, httponly=True, samesite="lax",
+    response.set_cookie(SESSION_COOKIE, raw_token, httponly=True, samesite="lax",
                         secure=_is_https(request), max_age=int(lifetime.total_seconds()),
                         path="/")
     return response
@@ -90,12 +102,11 @@ def register_form(request: Request, settings: SettingsDep, auth: OptionalAuth) -
 
 
 @router.post("/users/register")
-async def register_submit(request: Request, session: SessionDep,
-                          settings: SettingsDep) -> Response:
+def register_submit(request: Request, form: FormDep, session: SessionDep, settings: SettingsDep,
+                    limiter: RateLimiterDep) -> Response:
     email = ""
     try:
-        form = await read_form(request)
-        _limit_form_attempts(request, settings)
+        _limit_form_attempts(request, settings, limiter)
         if not settings.allow_registration:
             raise AppError("Registration is disabled on this server")
         email = form.get("user[email]", "").strip()
@@ -106,15 +117,17 @@ async def register_submit(request: Request, session: SessionDep,
                               confirm_url=f"{settings.public_url}/users/confirm/",
                               send_mail=mail_after_commit(session, settings))
     except AppError as exc:
-        return render(request, "register.html", settings, status_code=_form_status(exc),
-                      email=email, errors=_field_errors(exc))
+        return _rejected(request, settings, "register.html", exc, email=email)
     return render(request, "message.html", settings, title="Check your inbox",
                   message="If this email can be registered, a confirmation mail is on its way. "
                           "You can log in now.")
 
 
-def _form_status(exc: AppError) -> int:
-    return exc.status_code
+def _rejected(request: Request, settings: Settings, template: str, exc: AppError,
+              **context: Any) -> HTMLResponse:
+    """The form again, answered with the error's status and what was wrong."""
+    return render(request, template, settings, status_code=exc.status_code,
+                  errors=_field_errors(exc), **context)
 
 
 @router.get("/users/log_in")
@@ -123,21 +136,17 @@ def log_in_form(request: Request, settings: SettingsDep, auth: OptionalAuth) -> 
 
 
 @router.post("/users/log_in")
-async def log_in_submit(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+def log_in_submit(request: Request, form: FormDep, db: DatabaseDep, settings: SettingsDep,
+                  limiter: RateLimiterDep) -> Response:
     email = ""
     try:
-        form = await read_form(request)
-        _limit_form_attempts(request, settings)
+        _limit_form_attempts(request, settings, limiter)
         email = form.get("user[email]", "")
-        user = service.authenticate(session=session, email=email,
-                                    password=form.get("user[password]", ""))
-    except UnauthorizedError as exc:
-        return render(request, "log_in.html", settings, status_code=401, email=email,
-                      errors={"form": exc.message})
-    except AppError as exc:
-        return render(request, "log_in.html", settings, status_code=_form_status(exc),
-                      email=email, errors=_field_errors(exc))
-    return _start_session(request, session, user.id)
+        raw, _token = service.sign_in(db, email=email, password=form.get("user[password]", ""),
+                                      context=TokenContext.SESSION)
+    except AppError as exc:  # wrong credentials among them: 401, "Invalid email or password"
+        return _rejected(request, settings, "log_in.html", exc, email=email)
+    return _session_started(request, raw)
 
 
 @router.get("/users/log_out")
@@ -161,14 +170,12 @@ def reset_request_form(request: Request, settings: SettingsDep, auth: OptionalAu
 
 
 @router.post("/users/reset_password")
-async def reset_request_submit(request: Request, session: SessionDep,
-                               settings: SettingsDep) -> Response:
+def reset_request_submit(request: Request, form: FormDep, session: SessionDep,
+                         settings: SettingsDep, limiter: RateLimiterDep) -> Response:
     try:
-        form = await read_form(request)
-        _limit_form_attempts(request, settings)
+        _limit_form_attempts(request, settings, limiter)
     except AppError as exc:
-        return render(request, "reset_request.html", settings, status_code=_form_status(exc),
-                      errors=_field_errors(exc))
+        return _rejected(request, settings, "reset_request.html", exc)
     service.request_password_reset(session=session, email=form.get("user[email]", ""),
                                    reset_url=f"{settings.public_url}/users/reset_password/",
                                    send_mail=mail_after_commit(session, settings))
@@ -181,22 +188,22 @@ def reset_form(token: str, request: Request, settings: SettingsDep) -> Response:
 
 
 @router.post("/users/reset_password/{token}")
-async def reset_submit(token: str, request: Request, session: SessionDep,
-                       settings: SettingsDep) -> Response:
+def reset_submit(token: str, request: Request, form: FormDep, session: SessionDep,
+                 settings: SettingsDep) -> Response:
     try:
-        form = await read_form(request)
         service.reset_password(session=session, raw_token=token,
                                new_password=form.get("user[password]", ""))
     except AppError as exc:
-        return render(request, "reset_password.html", settings, token=token,
-                      status_code=_form_status(exc), errors=_field_errors(exc))
+        return _rejected(request, settings, "reset_password.html", exc, token=token)
     return render(request, "message.html", settings, title="Password changed",
                   message="Your password was changed and every session signed out. "
                           "Log in with the new password.")
 
 
 @router.get("/users/confirm/{token}")
-def confirm(token: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+def confirm(token: str, request: Request, session: WriteSessionDep,
+            settings: SettingsDep) -> Response:
+    """The link of the confirmation mail: a GET that writes (confirms, spends the token)."""
     user = service.confirm_user(session=session, raw_token=token)
     if user is None:
         return render(request, "message.html", settings, status_code=404, title="Link expired",
@@ -222,28 +229,26 @@ def _settings_page(request: Request, session: Session, settings: Settings, auth:
 
 
 @router.post("/users/settings/password")
-async def change_password(request: Request, session: SessionDep, settings: SettingsDep,
-                          auth: OptionalAuth) -> Response:
+def change_password(request: Request, form: FormDep, session: SessionDep,
+                    settings: SettingsDep, auth: OptionalAuth) -> Response:
     if auth is None:
         return RedirectResponse("/users/log_in", status_code=303)
     try:
-        form = await read_form(request)
         service.change_password(session=session, user=auth.user,
                                 current_password=form.get("current_password", ""),
                                 new_password=form.get("user[password]", ""),
                                 keep_token_id=auth.token.id)
     except AppError as exc:
-        return _settings_page(request, session, settings, auth, status_code=_form_status(exc),
+        return _settings_page(request, session, settings, auth, status_code=exc.status_code,
                               errors=_field_errors(exc))
     return _settings_page(request, session, settings, auth, notice="Password changed.")
 
 
 @router.post("/users/settings/tokens")
-async def create_api_token(request: Request, session: SessionDep, settings: SettingsDep,
-                           auth: OptionalAuth) -> Response:
+def create_api_token(request: Request, form: FormDep, session: SessionDep,
+                     settings: SettingsDep, auth: OptionalAuth) -> Response:
     if auth is None:
         return RedirectResponse("/users/log_in", status_code=303)
-    form = await read_form(request)
     name = form.get("name", "").strip()[:100] or None
     raw = service.issue_token(session=session, user=auth.user, context=TokenContext.API,
                               name=name)
