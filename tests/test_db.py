@@ -61,3 +61,26 @@ def test_a_read_session_reads_while_another_connection_holds_the_write_lock(
         holder.execute("ROLLBACK")
         holder.close()
         database.dispose()
+
+
+def test_a_write_whose_commit_fails_is_not_answered_as_a_success(
+        db: Database, settings) -> None:
+    from fastapi.testclient import TestClient
+    from sqlalchemy.orm import Session
+
+    from tradeloop.app import create_app
+
+    def refuse_commit(session: Session) -> None:
+        raise RuntimeError("the disk is full")
+
+    app = create_app(settings, db)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        event.listen(Session, "before_commit", refuse_commit)
+        try:
+            response = client.post("/api/v1/auth/register", json={
+                "email": "late@example.com", "password": "a long enough password"})
+        finally:
+            event.remove(Session, "before_commit", refuse_commit)
+    # The request's unit of work commits before the answer leaves: a 201 would promise a row
+    # that was never stored.
+    assert response.status_code == 500

@@ -101,9 +101,12 @@ def _declares_json(request: Request) -> bool:
         media_type.startswith("application/") and media_type.endswith("+json"))
 
 
+# The sessions end with the endpoint function ("function" scope), before the answer is sent:
+# FastAPI's default would commit after the client already has its 2xx, and on SQLite hold the
+# write lock while the answer goes out.
 DatabaseDep = Annotated[Database, Depends(get_database)]
-SessionDep = Annotated[Session, Depends(get_session)]
-WriteSessionDep = Annotated[Session, Depends(get_write_session)]
-ReadSessionDep = Annotated[Session, Depends(get_read_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
