@@ -1,5 +1,5 @@
 # Shared by scripts/serve and scripts/test: install the browser assets of package.json (Swagger
-# UI, ReDoc; see docs/architecture.md) with `npm ci` when node_modules is missing or
+# UI, ReDoc, htmx, lightweight-charts, CodeMirror; see docs/architecture.md) with `npm ci` when node_modules is missing or
 # package-lock.json changed since the last install, like _venv.sh does for pyproject.toml.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,6 +20,26 @@ ensure_node_modules() {
     (cd "$ROOT" && npm ci --no-audit --no-fund >&2)
     touch "$stamp"
   fi
+}
+
+# Bundle what the pages cannot load as published (CodeMirror's many small ES modules) with the
+# esbuild package.json pins, into node_modules/.tradeloop-bundles (served under
+# /static/vendor/bundles): again only when package-lock.json or an entry file changed.
+ensure_web_bundles() {
+  local entries="$ROOT/src/tradeloop/web/frontend" out="$ROOT/node_modules/.tradeloop-bundles"
+  local hash stamp entry
+  hash="$(cat "$ROOT/package-lock.json" "$entries"/*.js | sha256sum | cut -c1-16)"
+  stamp="$out/.built-$hash"
+  if [ -f "$stamp" ]; then
+    return
+  fi
+  echo "Bundling the browser modules (esbuild) into $out ..." >&2
+  rm -rf "$out"
+  for entry in "$entries"/*.js; do
+    "$ROOT/node_modules/.bin/esbuild" "$entry" --bundle --format=esm --minify \
+      --log-level=warning --outfile="$out/$(basename "$entry")" >&2
+  done
+  touch "$stamp"
 }
 
 # The browser tests (tests/web) drive Debian's chromium through Playwright (never a browser

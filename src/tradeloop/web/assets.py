@@ -17,6 +17,11 @@ VENDOR_URL = "/static/vendor"
 VENDOR_FOLDERS = {
     "swagger-ui": "swagger-ui-dist",
     "redoc": "redoc/bundles",
+    "htmx": "htmx.org/dist",
+    "htmx-sse": "htmx-ext-sse/dist",
+    "lightweight-charts": "lightweight-charts/dist",
+    # What scripts/_web_assets.sh bundles with esbuild (src/tradeloop/web/frontend/*.js).
+    "bundles": ".tradeloop-bundles",
 }
 
 
