@@ -34,6 +34,7 @@ from tradeloop.tasks import (
     set_task_runner,
 )
 from tradeloop.web.assets import mount_vendor_assets
+from tradeloop.web.pages import install_page_auth
 from tradeloop.webhooks.writer import WebhookWriter
 
 LOG_FLUSH_TIMEOUT_S = 5.0
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
     set_task_runner(build_task_runner(settings, db))
     set_event_delivery(settings.events_enabled)
     install_error_handlers(app)
+    install_page_auth(app)
     add_middleware(app, settings)
     # Before /static: the first mount that matches a path wins.
     mount_vendor_assets(app, settings.node_modules_dir)

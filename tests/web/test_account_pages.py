@@ -121,9 +121,37 @@ def test_settings_page_creates_and_revokes_tokens(client: TestClient, db: Databa
 
 
 def test_pages_need_log_in(client: TestClient) -> None:
-    for path in ("/", "/users/settings"):
+    for path, log_in_url in (("/", "/users/log_in"),
+                             ("/users/settings", "/users/log_in?next=/users/settings")):
         response = client.get(path, follow_redirects=False)
-        assert response.status_code == 303 and response.headers["location"] == "/users/log_in"
+        assert response.status_code == 303 and response.headers["location"] == log_in_url
+
+
+def test_log_in_returns_to_the_page_asked_for(client: TestClient, db: Database) -> None:
+    create_user(db, "back@example.com")
+    asked = client.get("/users/settings?tab=tokens", follow_redirects=False)
+    assert asked.headers["location"] == "/users/log_in?next=/users/settings%3Ftab%3Dtokens"
+    response = submit(client, asked.headers["location"], "/users/log_in",
+                      {"user[email]": "back@example.com", "user[password]": TEST_PASSWORD,
+                       "next": "/users/settings?tab=tokens"})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/users/settings?tab=tokens"
+
+
+def test_log_in_never_returns_to_another_site(client: TestClient, db: Database) -> None:
+    create_user(db, "stay@example.com")
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        response = submit(client, "/users/log_in", "/users/log_in",
+                          {"user[email]": "stay@example.com", "user[password]": TEST_PASSWORD,
+                           "next": target})
+        assert response.headers["location"] == "/", target
+
+
+def test_an_expired_htmx_request_is_sent_to_log_in(client: TestClient) -> None:
+    response = client.get("/users/settings", headers={"HX-Request": "true"},
+                          follow_redirects=False)
+    assert response.status_code == 401
+    assert response.headers["hx-redirect"] == "/users/log_in?next=/users/settings"
 
 
 def test_confirmation_link_confirms_once(client: TestClient, settings, db: Database) -> None:

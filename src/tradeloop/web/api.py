@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from tradeloop.accounts import service
-from tradeloop.accounts.dependencies import SESSION_COOKIE, Authenticated, optional_auth
+from tradeloop.accounts.dependencies import SESSION_COOKIE, Authenticated
 from tradeloop.accounts.models import TokenContext
-from tradeloop.csrf import CSRF_FIELD, csrf_token, set_csrf_cookie
 from tradeloop.deps import (
     DatabaseDep,
     RateLimiterDep,
@@ -27,31 +24,11 @@ from tradeloop.errors import AppError, FieldValidationError
 from tradeloop.mail import mail_after_commit
 from tradeloop.ratelimit import RateLimiter
 from tradeloop.settings import Settings
+from tradeloop.web.pages import OptionalAuth, PageUser, is_https, render, return_path
 
-TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(include_in_schema=False)
-
-OptionalAuth = Annotated[Authenticated | None, Depends(optional_auth)]
 RESET_SENT = ("If an account exists for that email, a reset link is on its way. "
               "Check your inbox (or the server's outbox when no mail server is set up).")
-
-
-def _is_https(request: Request) -> bool:
-    return request.url.scheme == "https"
-
-
-def render(request: Request, template: str, settings: Settings, *, status_code: int = 200,
-           auth: Authenticated | None = None, **context: Any) -> HTMLResponse:
-    """Render a page with a CSRF token for its forms (and the cookie that backs it)."""
-    token = csrf_token(request, settings.secret("SECRET_KEY"))
-    response = TEMPLATES.TemplateResponse(
-        request, template,
-        {"csrf_field": CSRF_FIELD, "csrf_token": token, "current_user": auth.user if auth else None,
-         "allow_registration": settings.allow_registration, **context},
-        status_code=status_code,
-    )
-    set_csrf_cookie(response, token, secure=_is_https(request))
-    return response
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -73,12 +50,13 @@ def _limit_form_attempts(request: Request, settings: Settings, limiter: RateLimi
     limiter.hit(settings.auth_rate_limit, "auth", request.url.path, client_address(request))
 
 
-def _session_started(request: Request, raw_token: str) -> RedirectResponse:
-    """Home, with the new session token in its cookie."""
-    response = RedirectResponse("/", status_code=303)
+def _session_started(request: Request, raw_token: str, return_to: str | None = None,
+                     ) -> RedirectResponse:
+    """The page to return to (home by default), with the new session token in its cookie."""
+    response = RedirectResponse(return_path(return_to), status_code=303)
     lifetime = service.TokenLifetimes().session
     response.set_cookie(SESSION_COOKIE, raw_token, httponly=True, samesite="lax",
-                        secure=_is_https(request), max_age=int(lifetime.total_seconds()),
+                        secure=is_https(request), max_age=int(lifetime.total_seconds()),
                         path="/")
     return response
 
@@ -90,9 +68,7 @@ def _field_errors(exc: AppError) -> dict[str, str]:
 
 
 @router.get("/")
-def home(request: Request, settings: SettingsDep, auth: OptionalAuth) -> Response:
-    if auth is None:
-        return RedirectResponse("/users/log_in", status_code=303)
+def home(request: Request, settings: SettingsDep, auth: PageUser) -> Response:
     return render(request, "home.html", settings, auth=auth)
 
 
@@ -132,7 +108,8 @@ def _rejected(request: Request, settings: Settings, template: str, exc: AppError
 
 @router.get("/users/log_in")
 def log_in_form(request: Request, settings: SettingsDep, auth: OptionalAuth) -> Response:
-    return render(request, "log_in.html", settings, auth=auth, email="", errors={})
+    return render(request, "log_in.html", settings, auth=auth, email="", errors={},
+                  next=return_path(request.query_params.get("next")))
 
 
 @router.post("/users/log_in")
@@ -145,8 +122,9 @@ def log_in_submit(request: Request, form: FormDep, db: DatabaseDep, settings: Se
         raw, _token = service.sign_in(db, email=email, password=form.get("user[password]", ""),
                                       context=TokenContext.SESSION)
     except AppError as exc:  # wrong credentials among them: 401, "Invalid email or password"
-        return _rejected(request, settings, "log_in.html", exc, email=email)
-    return _session_started(request, raw)
+        return _rejected(request, settings, "log_in.html", exc, email=email,
+                         next=return_path(form.get("next")))
+    return _session_started(request, raw, form.get("next"))
 
 
 @router.get("/users/log_out")
@@ -214,9 +192,7 @@ def confirm(token: str, request: Request, session: WriteSessionDep,
 
 @router.get("/users/settings")
 def settings_page(request: Request, session: SessionDep, settings: SettingsDep,
-                  auth: OptionalAuth) -> Response:
-    if auth is None:
-        return RedirectResponse("/users/log_in", status_code=303)
+                  auth: PageUser) -> Response:
     return _settings_page(request, session, settings, auth)
 
 

@@ -16,8 +16,8 @@ from fastapi.responses import PlainTextResponse, Response
 
 from tradeloop.deps import SettingsDep
 from tradeloop.security_headers import content_security_policy
-from tradeloop.web.api import TEMPLATES
 from tradeloop.web.assets import vendor_file, vendor_url
+from tradeloop.web.pages import TEMPLATES
 
 router = APIRouter(include_in_schema=False)
 
