@@ -8,9 +8,10 @@ under CI=true, where a missing or unreachable PostgreSQL fails the run.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import NoReturn
 
@@ -19,7 +20,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from tradeloop import migrate
 from tradeloop.app import create_app
@@ -40,6 +41,27 @@ class SharedConnectionDatabase(Database):
         factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint",
                                expire_on_commit=False)
         super().__init__(engine, factory, read_session_factory=factory)
+        # A connection runs one thread's statements at a time: the app's threads (requests,
+        # their after-answer work, tasks, the webhook writer) take turns on it, as separate
+        # connections would each have done their own work. Re-entrant: a unit may open another
+        # on its thread. The test's own thread never waits: it may hold a unit of work while
+        # it calls the app (and then only waits for the app).
+        self._turn = threading.RLock()
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        with self._taking_turns(), super().unit_of_work() as session:
+            yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        with self._taking_turns(), super().read_session() as session:
+            yield session
+
+    def _taking_turns(self) -> AbstractContextManager[object]:
+        if threading.current_thread() is threading.main_thread():
+            return nullcontext()
+        return self._turn
 
     @contextmanager
     def pinned(self) -> Iterator[Database]:
