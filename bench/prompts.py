@@ -69,7 +69,7 @@ def build(directory: Path) -> tuple[Any, dict[str, Any]]:
     from tradeloop.domains import load_models
     from tradeloop.market_data import service as market_data
     from tradeloop.market_data.bar_files import ParsedBars
-    from tradeloop.prompts.context import analysis_context
+    from tradeloop.prompts.analysis import analysis_variables
     from tradeloop.prompts.seeds import seed_prompt_templates
 
     url = f"sqlite:///{directory / 'bench.db'}"
@@ -87,7 +87,7 @@ def build(directory: Path) -> tuple[Any, dict[str, Any]]:
         market_data.import_bars(session=session, symbol="AAPL", timeframe="1d",
                                 parsed=ParsedBars("plain", frame, 0), source="bench")
     with db.unit_of_work() as session:
-        context = analysis_context(
+        context = analysis_variables(
             session, symbol="AAPL", timeframe="1d", strategy=("sma_cross", {"fast": 10,
                                                                              "slow": 30}),
             market_context={"spy_trend": "up", "vix": 14.8, "sector": "technology"},

@@ -10,7 +10,7 @@ import talib
 from tradeloop.market_context.service import summarize
 from tradeloop.market_context.snapshot import LOOKBACK, market_snapshot
 from tradeloop.market_data.service import BarArrays
-from tradeloop.prompts.context import indicator_snapshot
+from tradeloop.prompts.analysis import indicator_snapshot
 
 
 def random_bars(count: int, seed: int = 3) -> BarArrays:

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import store_bars
 from tests.prompts.conftest import BASE, create_strategy, template_body
 from tradeloop.db import Database
-from tradeloop.prompts.context import analysis_context
+from tradeloop.prompts.analysis import analysis_variables
 
 LOCAL = {"provider": "local", "model_name": None, "temperature": 0, "max_tokens": 800}
 
@@ -26,7 +26,7 @@ def daily(client: TestClient, admin: dict, seeded: list[str]) -> dict:
 def variables(db: Database) -> dict:
     store_bars(db, "AAPL", 300, seed=5, drift=0.002)
     with db.unit_of_work() as session:
-        return analysis_context(session, symbol="AAPL", timeframe="1d")
+        return analysis_variables(session, symbol="AAPL", timeframe="1d")
 
 
 def test_test_without_execution_renders_and_estimates(client: TestClient, alice: dict) -> None:

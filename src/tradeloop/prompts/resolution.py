@@ -8,7 +8,7 @@ the next resolution after any change anywhere (`prompts.cache`).
 Typical use (the signal generation flow)::
 
     prompt = resolve_prompt(session=session, owner_id=user.id, strategy_id=strategy.id)
-    variables = analysis_context(session, symbol="AAPL", timeframe="1d", strategy=…)
+    variables = analysis_variables(session, symbol="AAPL", timeframe="1d", strategy=…)
     text = prompt.render(variables)
     # store prompt.template_id, prompt.version, prompt.template_type on the signal
 """

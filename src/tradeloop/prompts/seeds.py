@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tradeloop.prompts import service
-from tradeloop.prompts.context import ANALYSIS_VARIABLES
+from tradeloop.prompts.analysis import ANALYSIS_VARIABLES
 from tradeloop.prompts.models import PromptTemplate
 
 OUTPUT_CONTRACT = """\

@@ -28,7 +28,7 @@ from tradeloop.llm.schemas import AnalysisOutput, ModelConfig
 from tradeloop.llm.schemas import Direction as AnalystDirection
 from tradeloop.logs import current_correlation_id
 from tradeloop.market_data import service as market_data
-from tradeloop.prompts.context import analysis_context
+from tradeloop.prompts.analysis import analysis_variables
 from tradeloop.prompts.resolution import (
     PromptNotConfiguredError,
     ResolvedPrompt,
@@ -149,7 +149,7 @@ def _variables(session: Session, request: GenerationRequest,
                strategy: Strategy) -> dict[str, Any]:
     market_context, gex = _market_context(session, request)
     try:
-        return analysis_context(session, symbol=request.symbol, timeframe=request.timeframe,
+        return analysis_variables(session, symbol=request.symbol, timeframe=request.timeframe,
                                 strategy=(strategy.name, _params(strategy)),
                                 market_context=market_context, gex=gex)
     except market_data.NoBarsError as exc:

@@ -18,7 +18,7 @@ from tradeloop.cli import app
 from tradeloop.db import Database
 from tradeloop.market_data.service import NoBarsError, load_bars
 from tradeloop.prompts import service
-from tradeloop.prompts.context import RECENT_BARS, analysis_context
+from tradeloop.prompts.analysis import RECENT_BARS, analysis_variables
 from tradeloop.prompts.files import TemplateFileError, export_templates, import_templates
 from tradeloop.prompts.models import PromptTemplate
 from tradeloop.prompts.resolution import resolve_prompt
@@ -38,7 +38,7 @@ def bars(db: Database) -> None:
 
 def context(db: Database, **kwargs: object) -> dict:
     with db.unit_of_work() as session:
-        return analysis_context(session, symbol="aapl", timeframe="1d", **kwargs)  # type: ignore[arg-type]
+        return analysis_variables(session, symbol="aapl", timeframe="1d", **kwargs)  # type: ignore[arg-type]
 
 
 class TestContext:
@@ -89,7 +89,7 @@ class TestContext:
     def test_no_bars_is_a_clear_error(self, db: Database) -> None:
         with pytest.raises(NoBarsError, match="No 1d bars for MSFT"), \
                 db.unit_of_work() as session:
-            analysis_context(session, symbol="MSFT", timeframe="1d")
+            analysis_variables(session, symbol="MSFT", timeframe="1d")
 
 
 class TestSeeds:

@@ -50,7 +50,7 @@ ANALYSIS_VARIABLES: tuple[dict[str, Any], ...] = (
 )
 
 
-def analysis_context(session: Session, *, symbol: str, timeframe: str,
+def analysis_variables(session: Session, *, symbol: str, timeframe: str,
                      strategy: tuple[str, Mapping[str, Any]] | None = None,
                      as_of: datetime | None = None,
                      market_context: dict[str, Any] | None = None,
