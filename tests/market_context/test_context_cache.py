@@ -163,7 +163,7 @@ def test_a_failing_lookup_query_is_contained(db: Database, owner: uuid.UUID,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A stamp query the database refuses: on PostgreSQL that aborts the transaction unless
     the lookup's savepoint contains it, and the decision after it must still be written."""
-    monkeypatch.setattr(context_repository, "_LATEST_GEX", BROKEN_GEX_QUERY)
+    monkeypatch.setattr(context_repository, "_STAMP", BROKEN_GEX_QUERY)
     decision = decision_of(db, send(db, owner, "SHORT", price=100.0, config=fresh_config()))
     assert (decision.action, decision.degraded) == ("ENTER", True)
     [reason] = decision.inputs["degraded_reasons"]
@@ -174,7 +174,7 @@ def test_a_failing_lookup_after_other_work_keeps_that_work(
         db: Database, owner: uuid.UUID, monkeypatch: pytest.MonkeyPatch) -> None:
     """Later in a unit of work (as signal generation calls it) the lookup's reads run in a
     savepoint: the work before it still commits, on PostgreSQL too."""
-    monkeypatch.setattr(context_repository, "_LATEST_GEX", BROKEN_GEX_QUERY)
+    monkeypatch.setattr(context_repository, "_STAMP", BROKEN_GEX_QUERY)
     config = fresh_config()
     with db.unit_of_work() as session:
         session.add(User(email="written-before@example.com", hashed_password="!"))

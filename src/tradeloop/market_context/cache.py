@@ -235,10 +235,11 @@ def process_cache_stats() -> dict[str, Any]:
 
 def _read_stamp(session: Session, owner_id: uuid.UUID, symbol: str, timeframe: str) -> _Stamp:
     """The version stamp of the inputs: the symbol's series and the user's latest GEX."""
-    versions = market_data.series_versions(session=session, symbol=symbol,
-                                           timeframes=(timeframe, FALLBACK_TIMEFRAME))
-    gex_id, gex_as_of = ContextStore.of_session(session).latest_gex(owner_id, symbol)
-    series = tuple((v.timeframe, v.fingerprint, v.last_ts, v.synthetic) for v in versions)
+    versions, gex_id, gex_as_of = ContextStore.of_session(session).stamp(
+        owner_id, symbol, market_data.normalize_symbol(symbol),
+        sorted({timeframe, FALLBACK_TIMEFRAME}))
+    series = tuple(sorted((v.timeframe, v.fingerprint, v.last_ts, bool(v.synthetic))
+                          for v in versions))
     return _Stamp(series, gex_id, gex_as_of)
 
 

@@ -33,7 +33,6 @@ from tradeloop.market_data.bar_files import (
     read_bars_file,
 )
 from tradeloop.market_data.models import Bar, BarSeries
-from tradeloop.market_data.repository import SeriesStore
 from tradeloop.market_data.schemas import ImportResultRead
 from tradeloop.market_data.timeframes import TIMEFRAME_SECONDS
 
@@ -275,26 +274,6 @@ def series_fingerprints(*, session: Session, symbols: Sequence[str],
         BarSeries.timeframe == timeframe, BarSeries.symbol.in_(wanted))).all()
     found = {row.symbol: row.fingerprint for row in rows}
     return {symbol: found.get(symbol, "") for symbol in wanted}
-
-
-@dataclass(frozen=True, order=True)
-class SeriesVersion:
-    """What identifies the stored state of one series: equal versions, equal bars."""
-
-    timeframe: str
-    fingerprint: str
-    last_ts: datetime | None
-    synthetic: bool  # generated (demo) bars
-
-
-def series_versions(*, session: Session, symbol: str,
-                    timeframes: Sequence[str]) -> list[SeriesVersion]:
-    """The versions of the symbol's series in `timeframes` (those that exist), ordered by
-    timeframe: they change whenever bars are written, so caches key on them."""
-    rows = SeriesStore.of_session(session).versions(normalize_symbol(symbol),
-                                                    sorted(set(timeframes)))
-    return sorted(SeriesVersion(row.timeframe, row.fingerprint, row.last_ts, bool(row.synthetic))
-                  for row in rows)
 
 
 @dataclass(frozen=True)
