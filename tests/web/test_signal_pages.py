@@ -7,22 +7,31 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tests.conftest import TEST_PASSWORD, store_bars
 from tests.signals.conftest import user_id
 from tests.signals.test_processing import MONDAY, make_endpoint, send
+from tests.web.conftest import LiveServer, WatchedPage
 from tests.web.test_account_pages import csrf_from, log_in
+from tradeloop.accounts import service as accounts
 from tradeloop.csrf import CSRF_FIELD
 from tradeloop.db import Database
+from tradeloop.market_data.calendar import MarketCalendar
+from tradeloop.signals import flows
 from tradeloop.signals.models import Signal
 from tradeloop.trading.models import Position
 from tradeloop.webhooks import service
-from tradeloop.webhooks.auth import EndpointAuth
+from tradeloop.webhooks.auth import EndpointAuth, x_signature
 from tradeloop.webhooks.models import WebhookEndpoint
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
@@ -206,3 +215,176 @@ def test_an_invalid_endpoint_name_is_refused_on_the_page(client: TestClient,
     as_user(client, ALICE)
     response = post_form(client, WEBHOOKS, WEBHOOKS, name="   ")
     assert response.status_code == 422 and 'role="alert"' in response.text
+
+
+# ---------------------------------------------------------------- in Chromium
+
+ROOT = Path(__file__).resolve().parents[2]
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+AXE_SERIOUS = """
+async () => (await axe.run()).violations
+  .filter((v) => v.impact === "serious" || v.impact === "critical")
+  .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`)
+"""
+TRADER = "signals-trader@example.com"
+
+def expect(target: Any) -> Any:
+    """Playwright's expect, imported when a browser test runs (the TestClient tests above
+    run without Playwright)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
+
+try:  # the shell helper's, once it lands; the same signature
+    from tests.web.conftest import screenshot  # type: ignore[attr-defined]
+except ImportError:
+    def screenshot(page: Any, name: str) -> None:
+        """Write the page at its current width and colour scheme to screenshots/."""
+        width = page.viewport_size["width"]
+        scheme = "dark" if page.evaluate(
+            "matchMedia('(prefers-color-scheme: dark)').matches") else "light"
+        folder = ROOT / "screenshots"
+        folder.mkdir(exist_ok=True)
+        page.screenshot(path=folder / f"{name}-{width}-{scheme}.png", full_page=True)
+
+
+@pytest.fixture
+def trader(watched_page: WatchedPage, live_server: LiveServer) -> Iterator[WatchedPage]:
+    """A trader logged in to the live server, with a year of BTCUSD bars up to today and
+    axe-core loaded (an init script: outside the page's CSP); afterwards, nothing the
+    visitor cannot see went wrong."""
+    with live_server.db.unit_of_work() as session:
+        if accounts.get_user_by_email(session=session, email=TRADER) is None:
+            accounts.create_user(session=session, email=TRADER, password=TEST_PASSWORD)
+    store_bars(live_server.db, "BTCUSD", 300, end=date.today().isoformat())
+    page = watched_page.page
+    page.add_init_script(path=str(AXE))
+    page.set_default_timeout(20_000)
+    page.goto(f"{live_server.url}/users/log_in")
+    page.fill('input[name="user[email]"]', TRADER)
+    page.fill('input[name="user[password]"]', TEST_PASSWORD)
+    page.locator("main button[type=submit]").click()
+    page.wait_for_url(f"{live_server.url}/")
+    yield watched_page
+    assert watched_page.console_errors == [], watched_page.console_errors
+    assert watched_page.page_errors == [], watched_page.page_errors
+    assert watched_page.csp_violations() == []
+    assert watched_page.foreign_requests == []
+
+
+def check_page(page: Any, name: str) -> None:
+    """axe-core finds nothing serious or critical at 1280 and 390 px, light and dark;
+    a screenshot of each."""
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            assert page.evaluate(AXE_SERIOUS) == [], f"{name} {width} {scheme}"
+            screenshot(page, name)
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def create_endpoint_in_settings(page: Any, url: str) -> tuple[str, str]:
+    """Settings → webhook endpoints → create; the secret and the endpoint's path."""
+    page.goto(f"{url}/users/settings")
+    page.get_by_role("link", name="manage webhook endpoints").click()
+    page.wait_for_url(f"{url}{WEBHOOKS}")
+    check_page(page, "webhook-endpoints-empty")
+    page.get_by_label("New endpoint name").fill("TradingView BTC")
+    page.get_by_role("button", name="Create endpoint").click()
+    expect(page.get_by_text("Secret — shown only now.")).to_be_visible()
+    secret = page.locator("[data-secret]").input_value()
+    path = page.locator("[data-endpoint-path]").get_attribute("data-endpoint-path")
+    message = page.get_by_label("TradingView alert message").input_value()
+    assert secret.startswith("whsec_") and f'"secret": "{secret}"' in message
+    assert '"symbol": "{{ticker}}"' in message and '"price": {{close}}' in message
+    page.get_by_role("button", name="Copy message").click()
+    expect(page.locator("[data-copy-status]")).not_to_be_empty()
+    check_page(page, "webhook-endpoints-created")
+    page.goto(f"{url}{WEBHOOKS}")  # shown once: never again
+    expect(page.locator("[data-secret]")).to_have_count(0)
+    assert secret not in page.content()
+    return secret, path
+
+
+def post_signal(url: str, path: str, secret: str) -> str:
+    """A TradingView-like signal signed with the endpoint's secret, posted to the server."""
+    body = json.dumps({"source": "TradingView", "symbol": "BTCUSD", "direction": "long",
+                       "timeframe": "1D", "timestamp": datetime.now(UTC).isoformat(),
+                       "price": 60000, "metadata": {"score": 85, "confidence": 0.8}}).encode()
+    answer = httpx.post(url + path, content=body, headers={
+        "content-type": "application/json", "x-signature": x_signature(secret, body)})
+    assert answer.status_code == 200 and answer.json()["status"] == "ACCEPTED", answer.text
+    return answer.json()["signal_id"]
+
+
+def test_acceptance_7_endpoint_created_in_settings_receives_a_signal(
+        trader: WatchedPage, live_server: LiveServer) -> None:
+    """Acceptance 7 (the dashboard half is the dashboard's test): create an endpoint in
+    Settings, its secret shown once; a webhook signed with it is accepted and shows on
+    /signals with its decision; its detail, the position and closing it; every page checked
+    with axe-core and screenshotted at 1280 and 390 px, light and dark."""
+    page, url = trader.page, live_server.url
+    secret, path = create_endpoint_in_settings(page, url)
+    signal_id = post_signal(url, path, secret)
+    # The test server leaves signals queued (SIGNAL_PROCESS_ON_INGEST off): process it now.
+    page.goto(f"{url}/signals")
+    expect(page.locator("table.signals-table tbody tr")).to_have_count(1)
+    expect(page.locator("table.signals-table")).to_contain_text("queued")
+    flows.process_signal_queue(live_server.db, flows.ProcessingConfig(MarketCalendar()))
+    page.reload()
+    row = page.locator("table.signals-table tbody tr")
+    expect(row).to_contain_text("BTCUSD")
+    expect(row).to_contain_text("ENTER")
+    check_page(page, "signals")
+
+    page.get_by_role("link", name=re.compile("^Signal BTCUSD LONG")).click()
+    page.wait_for_url(f"{url}/signals/{signal_id}")
+    expect(page.get_by_role("heading", name="Decision")).to_be_visible()
+    expect(page.locator("table.gates tbody tr")).to_have_count(8)
+    assert secret not in page.content()
+    check_page(page, "signal-detail")
+
+    page.goto(f"{url}/positions")
+    check_page(page, "positions-open")
+    page.get_by_label("Closing price of BTCUSD").fill("61000")
+    page.get_by_role("button", name="Close", exact=True).click()
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("BTCUSD at 61000")
+    page.keyboard.press("Escape")  # cancel: nothing happens
+    expect(dialog).to_be_hidden()
+    page.get_by_role("button", name="Close", exact=True).click()
+    screenshot(page, "positions-close-dialog")
+    dialog.get_by_role("button", name="Close position").click()
+    expect(page.get_by_text("No open positions.")).to_be_visible()
+    page.get_by_role("link", name="Closed").click()
+    expect(page.locator("table.positions-table")).to_contain_text("+16.67")
+    check_page(page, "positions-closed")
+
+
+def test_rotate_and_delete_ask_first_and_a_foreign_signal_is_a_404_page(
+        trader: WatchedPage, live_server: LiveServer) -> None:
+    page, url = trader.page, live_server.url
+    page.goto(f"{url}{WEBHOOKS}")
+    page.get_by_label("New endpoint name").fill("Rotate me")
+    page.get_by_role("button", name="Create endpoint").click()
+    first = page.locator("[data-secret]").input_value()
+    card = page.locator("section.endpoint", has_text="Rotate me")
+    card.get_by_role("button", name="Rotate secret").click()
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_contain_text("The old secret stops working at once")
+    dialog.locator("[data-confirm-button]").click()
+    expect(page.get_by_text("the old one no longer works")).to_be_visible()
+    assert page.locator("[data-secret]").input_value() not in ("", first)
+    card.get_by_role("button", name="Delete").click()
+    dialog.locator("[data-confirm-button]").click()
+    page.wait_for_url(f"{url}{WEBHOOKS}")
+    expect(page.locator("section.endpoint", has_text="Rotate me")).to_have_count(0)
+
+    response = page.goto(f"{url}/signals/{uuid.uuid4()}")
+    assert response is not None and response.status == 404
+    expect(page.get_by_role("heading", name="Signal not found")).to_be_visible()
+    check_page(page, "signal-not-found")
