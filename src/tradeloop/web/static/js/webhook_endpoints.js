@@ -11,7 +11,8 @@ async function copy(button) {
   const source = document.getElementById(button.dataset.copy);
   try {
     await navigator.clipboard.writeText(source.value);
-    announce(button, `${button.textContent.replace(/^Copy /, "")} copied to the clipboard.`);
+    const what = button.textContent.replace(/^Copy /, "");
+    announce(button, `${what.charAt(0).toUpperCase()}${what.slice(1)} copied to the clipboard.`);
   } catch {
     // No clipboard permission (or an insecure origin): select it for Ctrl+C instead.
     source.select();
