@@ -23,6 +23,7 @@ ROUTER_MODULES = (
     "tradeloop.prompts.admin_api",
     "tradeloop.llm.api",
     "tradeloop.web.api",
+    "tradeloop.web.signals", "tradeloop.web.webhook_endpoints",
     "tradeloop.web.docs",
 )
 TASK_MODULES = ("tradeloop.accounts.tasks", "tradeloop.market_data.tasks",

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
 
     # Operational knobs beyond SPEC §1.
     load_demo_on_first_start: bool = True
+    # The demo market feed (market_data/demo_feed.py): loaded demo series grow every five
+    # minutes as bars complete; never touches series holding real bars.
+    demo_feed: bool = True
     public_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"

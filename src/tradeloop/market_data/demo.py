@@ -84,6 +84,7 @@ _PROFILES = {
     "BTCUSD": _Profile(start=780.0, vol=0.022, beta=1.6, alpha=0.0004, volume=3.0e4,
                        crypto=True),
 }
+CRYPTO_SYMBOLS = tuple(symbol for symbol, profile in _PROFILES.items() if profile.crypto)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def generate_demo_universe(seed: int = DEMO_SEED, *, end: date | None = None) ->
     end = end or last_completed_day()
     streams = _Streams(seed)
     days = pd.date_range(FIRST_DAY, end, freq="D")
-    calendar = _nyse(end)
+    calendar = nyse_calendar(end)
     sessions = calendar.sessions_in_range(pd.Timestamp(FIRST_DAY), pd.Timestamp(end))
     market = _market(streams.of("market"), len(days))
     window_start = pd.Timestamp(end - timedelta(days=INTRADAY_DAYS - 1))
@@ -144,7 +145,7 @@ def generate_demo_universe(seed: int = DEMO_SEED, *, end: date | None = None) ->
     return daily + intraday
 
 
-def _nyse(end: date) -> xcals.ExchangeCalendar:
+def nyse_calendar(end: date) -> xcals.ExchangeCalendar:
     """The NYSE calendar through `end`: exchange_calendars' process-wide default one when it
     reaches that far (building a calendar takes about a second), else one of its own."""
     # A week of slack: exchange_calendars refuses ranges that end on a non-session.

@@ -1,11 +1,13 @@
 """Market data jobs: extend the stored demo series every day, so a demo installation's bars
-stay current without anyone importing them."""
+stay current without anyone importing them, and feed them every five minutes (DEMO_FEED)."""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
 from tradeloop.market_data.demo_bars import load_demo_bars
+from tradeloop.market_data.demo_feed import feed_demo_bars
+from tradeloop.settings import get_settings
 from tradeloop.tasks import schedule, task
 
 
@@ -18,3 +20,15 @@ def extend_demo_bars(*, session: Session) -> int:
 
 # Just after midnight UTC, when another day has completed.
 schedule("extend-demo-bars-daily", "extend_demo_bars", cron="10 0 * * *")
+
+
+@task()
+def feed_demo_market(*, session: Session) -> int:
+    """Append the demo bars completed since the last run (DEMO_FEED); returns how many."""
+    if not get_settings().demo_feed:
+        return 0
+    return feed_demo_bars(session=session).new_bars
+
+
+# Every five minutes, just after a five-minute bar completes.
+schedule("feed-demo-market", "feed_demo_market", cron="1-59/5 * * * *")
