@@ -12,7 +12,8 @@ import tradeloop
 SRC = Path(tradeloop.__file__).parent
 PLUMBING = {"driver.py", "db.py", "batching.py"}
 FAST_PATH = re.compile(r"\bDriverConnection\b|\.pipeline\(|\bStatement\(")
-HANDLER_PACKAGES = ("signals", "webhooks", "trading", "market_context", "monitoring")
+# Where the app's state is set up and handed to the named dependencies (deps.py).
+COMPOSITION = {"app.py", "deps.py"}
 
 
 def sources() -> list[Path]:
@@ -27,8 +28,7 @@ def test_driver_connections_only_in_repositories_and_plumbing() -> None:
 
 
 def test_handlers_take_the_database_from_dependencies() -> None:
-    offenders = [str(path.relative_to(SRC)) for package in HANDLER_PACKAGES
-                 for path in (SRC / package).glob("*.py")
-                 if "app.state.db" in path.read_text()
-                 or "app.state.settings" in path.read_text()]
+    offenders = [str(path.relative_to(SRC)) for path in sources()
+                 if path.name not in COMPOSITION
+                 and re.search(r"app\.state\.(db|settings)\b", path.read_text())]
     assert offenders == []
