@@ -150,15 +150,8 @@ class Database:
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
         """A session that commits when the block ends and rolls back when it raises."""
-        session = self.session_factory()
-        try:
+        with _committed_at_the_end(self.session_factory()) as session:
             yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
@@ -167,16 +160,10 @@ class Database:
         a change through it raises ReadOnlySessionError."""
         session = self.read_session_factory()
         session.info[READ_ONLY_KEY] = True
-        try:
+        # Ending a transaction that wrote nothing costs the same either way; committing keeps
+        # what units of work nested on a shared connection (a test's) did meanwhile.
+        with _committed_at_the_end(session):
             yield session
-            # Ending a transaction that wrote nothing costs the same either way; committing
-            # keeps what units of work nested on a shared connection (a test's) did meanwhile.
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
 
     @contextmanager
     def pinned(self) -> Iterator[Database]:
@@ -230,6 +217,19 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _committed_at_the_end(session: Session) -> Iterator[Session]:
+    """The session, committed when the block ends, rolled back when it raises, then closed."""
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 @contextmanager
